@@ -1,0 +1,41 @@
+//! # wxedge-core
+//!
+//! Every rule of WeChat mini-program login, user-data decryption and WeChat Pay v2,
+//! written once and shared by the Cloudflare Worker, the `wxsim` simulator and the npm
+//! package.
+//!
+//! The crate is *sans-IO*: it builds requests and judges answers, but never opens a
+//! socket, sleeps, or reads a clock. Callers hand it the bytes they received and the time
+//! they observed; it hands back the bytes to send. Randomness is the one exception, and it
+//! enters at a single named edge, [`random`], from the operating system's CSPRNG.
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | [`money`] | [`Fen`], the only money type: integer fen, checked arithmetic |
+//! | [`sign`] | the v2 signature (MD5 / HMAC-SHA256) and its constant-time check |
+//! | [`explain`] | "签名错误" diagnosis: which known mistake explains a mismatch |
+//! | [`xml`] | WeChat's flat `<xml>` maps, written as CDATA, parsed strictly |
+//! | [`crypt`] | `wx.getUserInfo` payloads: AES-128-CBC, PKCS#7, watermark, rawData |
+//! | [`login`] | `jscode2session`: the request and its answer, errcodes typed |
+//! | [`pay`] | unifiedorder, wx.requestPayment params, orderquery, closeorder |
+//! | [`notify`] | the payment notify: verify, check against the order, reply |
+//! | [`random`] | nonce_str, out_trade_no, session tokens from getrandom |
+
+pub mod crypt;
+pub mod error;
+pub mod explain;
+pub mod login;
+pub mod money;
+pub mod notify;
+pub mod pay;
+pub mod random;
+pub mod sign;
+pub mod xml;
+
+pub use error::ErrorCode;
+pub use money::Fen;
+pub use sign::SignType;
+
+/// A flat WeChat parameter map. A `BTreeMap` keeps keys in byte order, which is exactly
+/// the order the v2 signature needs, so signing never has to sort.
+pub type Params = std::collections::BTreeMap<String, String>;
