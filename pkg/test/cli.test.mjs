@@ -1,0 +1,66 @@
+// The CLI as someone debugging by hand uses it: real processes, stdin and args.
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { DEMO, DOC } from './vectors.mjs';
+
+const bin = fileURLToPath(new URL('../bin/wxedge.mjs', import.meta.url));
+
+function run(args, { input, env } = {}) {
+  const r = spawnSync(process.execPath, [bin, ...args], { input, encoding: 'utf8', env: { ...process.env, ...env } });
+  return { status: r.status, out: r.stdout, err: r.stderr };
+}
+
+test('sign prints the canonical string and the sign; key from the environment', () => {
+  const r = run(['sign'], { input: JSON.stringify(DOC.params), env: { WXEDGE_KEY: DOC.key } });
+  assert.equal(r.status, 0, r.err);
+  assert.match(r.out, /appid=wxd930ea5d5a258f4f&body=test&device_info=1000&mch_id=10000100&nonce_str=ibuaiVcKdpRxkhJA/);
+  assert.match(r.out, new RegExp(DOC.md5));
+  const h = run(['sign', '--key', DOC.key, '--sign-type', 'HMAC-SHA256', JSON.stringify(DOC.params)]);
+  assert.match(h.out, new RegExp(DOC.hmac));
+});
+
+test('verify accepts XML, explains a mismatch and exits 1', () => {
+  const xml = `<xml>${Object.entries(DOC.params).map(([k, v]) => `<${k}>${v}</${k}>`).join('')}<sign>${DOC.md5.toLowerCase()}</sign></xml>`;
+  const r = run(['verify', '--key', DOC.key], { input: xml });
+  assert.equal(r.status, 1);
+  assert.match(r.out, /LOWERCASE_HEX/);
+  const ok = run(['verify', '--key', DOC.key], { input: xml.replace(DOC.md5.toLowerCase(), DOC.md5) });
+  assert.equal(ok.status, 0, ok.out + ok.err);
+  assert.match(ok.out, /OK: the sign matches/);
+});
+
+test('explain names the other algorithm', () => {
+  const r = run(['explain', '--key', DOC.key, '--sign', DOC.hmac, JSON.stringify(DOC.params)]);
+  assert.equal(r.status, 1);
+  assert.match(r.out, /\[OTHER_ALGORITHM\] signed with HMAC-SHA256, but the parameters say MD5/);
+  assert.ok(!r.out.includes(DOC.key), 'the key is never printed');
+});
+
+test('decrypt the official vector', () => {
+  const r = run(['decrypt', '--appid', DEMO.appId, '--session-key', DEMO.sessionKey, '--iv', DEMO.iv], { input: DEMO.encryptedData });
+  assert.equal(r.status, 0, r.err);
+  assert.equal(JSON.parse(r.out).nickName, 'Band');
+  const stale = run(['decrypt', '--appid', DEMO.appId, '--session-key', 'AAAAAAAAAAAAAAAAAAAAAA==', '--iv', DEMO.iv, DEMO.encryptedData]);
+  assert.equal(stale.status, 1);
+  assert.match(stale.err, /\[BAD_PADDING\].*wx\.login again/);
+});
+
+test('xml2json and json2xml round-trip', () => {
+  const x = run(['json2xml', '{"body":"学费 ]]>","total_fee":1}']);
+  assert.equal(x.status, 0, x.err);
+  const j = run(['xml2json'], { input: x.out });
+  assert.deepEqual(JSON.parse(j.out), { body: '学费 ]]>', total_fee: '1' });
+  const bad = run(['xml2json', '<xml><a>1</a><a>2</a></xml>']);
+  assert.equal(bad.status, 1);
+  assert.match(bad.err, /XML_DUPLICATE_KEY/);
+});
+
+test('usage errors exit 2 and say what is missing', () => {
+  assert.equal(run(['bogus']).status, 2);
+  const r = run(['sign', '{}'], { env: { WXEDGE_KEY: '' } });
+  assert.equal(r.status, 2);
+  assert.match(r.err, /API key is missing/);
+  assert.match(run(['--help']).out, /usage:/);
+});
