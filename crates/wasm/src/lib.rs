@@ -30,11 +30,11 @@ fn invalid(message: impl AsRef<str>) -> JsValue {
     error("INVALID_ARGUMENT", message.as_ref())
 }
 
-/// Plain objects serialise as objects (not `Map`s), so results read like JSON.
+/// Results cross as JSON and become plain JS objects through the engine's own
+/// `JSON.parse`: far less wasm than a generic serde ↔ JsValue bridge.
 fn to_js<T: Serialize + ?Sized>(value: &T) -> Result<JsValue, JsValue> {
-    value
-        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
-        .map_err(|e| error("INTERNAL", &e.to_string()))
+    let json = serde_json::to_string(value).map_err(|e| error("INTERNAL", &e.to_string()))?;
+    js_sys::JSON::parse(&json)
 }
 
 /// A JS object of strings (numbers and booleans are stringified as WeChat would see them;
@@ -54,11 +54,11 @@ fn params_of(value: &JsValue, what: &str) -> Result<Params, JsValue> {
             if !n.is_finite() {
                 return Err(invalid(format!("{what}.{key} is not a finite number")));
             }
-            if n.fract() == 0.0 && n.abs() < 9.007_199_254_740_992e15 {
-                format!("{}", n as i64)
-            } else {
-                format!("{n}")
-            }
+            // JS's own Number → string, as WeChat would receive `String(n)`.
+            js_sys::Number::from(n)
+                .to_string_with_radix(10)
+                .map(String::from)
+                .unwrap_or_default()
         } else if let Some(b) = v.as_bool() {
             b.to_string()
         } else if v.is_null() || v.is_undefined() {
@@ -168,7 +168,10 @@ fn string_field(obj: &JsValue, key: &str, required: bool) -> Result<Option<Strin
         && n.is_finite()
         && n.fract() == 0.0
     {
-        return Ok(Some(format!("{}", n as i64)));
+        return Ok(js_sys::Number::from(n)
+            .to_string_with_radix(10)
+            .ok()
+            .map(String::from));
     }
     Err(invalid(format!("{key} must be a string")))
 }
@@ -192,7 +195,7 @@ pub fn payment_params(options: JsValue) -> Result<JsValue, JsValue> {
         Some(s) => s
             .parse::<i64>()
             .map_err(|_| invalid("timeStamp must be Unix seconds"))?,
-        None => (js_sys::Date::now() / 1000.0) as i64,
+        None => (js_sys::Date::now() / 1000.0).floor() as i64,
     };
     let nonce = match string_field(&options, "nonceStr", false)? {
         Some(s) => s,
