@@ -41,7 +41,7 @@ ensure_cargo_tool() {
 }
 
 WASM_PACK_VERSION=0.15.1
-BINARYEN_FLAGS=(-Oz --enable-exception-handling --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext --enable-mutable-globals --enable-reference-types --enable-multivalue)
+BINARYEN_FLAGS=(-Oz --converge --strip-debug --strip-producers --enable-exception-handling --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext --enable-mutable-globals --enable-reference-types --enable-multivalue)
 
 # The wasm-bindgen CLI must equal the wasm-bindgen crate in Cargo.lock, byte for byte.
 wasm_bindgen_version() {
@@ -91,7 +91,7 @@ build_pkg() {
   for target in nodejs web; do
     dir="$ROOT/pkg/dist/$([ "$target" = nodejs ] && echo node || echo web)"
     log "wasm-pack build --target $target"
-    wasm-pack --quiet build "$ROOT/crates/wasm" --release --target "$target" \
+    wasm-pack --quiet build "$ROOT/crates/wasm" --profile wasm-release --target "$target" \
       --out-dir "$dir" --out-name wxedge --no-pack --no-typescript >/dev/null
     wasm-opt "${BINARYEN_FLAGS[@]}" "$dir/wxedge_bg.wasm" -o "$dir/wxedge_bg.wasm"
     rm -f "$dir/.gitignore"

@@ -131,6 +131,41 @@ fn iv_of(iv_b64: &str) -> Result<[u8; 16], CryptError> {
         .map_err(|_| CryptError::BadIvLength(iv.len()))
 }
 
+/// The plaintext of a payload: AES-128-CBC with every PKCS#7 pad byte checked. Callers
+/// that parse JSON themselves (the npm package uses the engine's `JSON.parse`) must then
+/// pass the watermark to [`check_watermark`].
+pub fn decrypt_payload(
+    session_key_b64: &str,
+    encrypted_b64: &str,
+    iv_b64: &str,
+) -> Result<Vec<u8>, CryptError> {
+    let key = key_of(session_key_b64)?;
+    let iv = iv_of(iv_b64)?;
+    let mut buf = decode(Field::EncryptedData, encrypted_b64)?;
+    if buf.is_empty() || buf.len() % 16 != 0 {
+        return Err(CryptError::BadCiphertextLength(buf.len()));
+    }
+    let len = cbc::Decryptor::<Aes128>::new(&key.into(), &iv.into())
+        .decrypt_padded::<Pkcs7>(&mut buf)
+        .map_err(|_| CryptError::BadPadding)?
+        .len();
+    buf.truncate(len);
+    Ok(buf)
+}
+
+/// The watermark must exist and name our appid: data encrypted for another
+/// mini-program (or forged) is refused.
+pub fn check_watermark(appid: &str, watermark: Option<Watermark>) -> Result<Watermark, CryptError> {
+    let watermark = watermark.ok_or(CryptError::MissingWatermark)?;
+    if watermark.appid != appid {
+        return Err(CryptError::WatermarkMismatch {
+            expected: appid.to_owned(),
+            found: watermark.appid,
+        });
+    }
+    Ok(watermark)
+}
+
 /// Decrypts `encryptedData` from `wx.getUserInfo` (or any payload WeChat encrypts with
 /// the session_key) and checks it was made for `appid`.
 pub fn decrypt_user_data(
@@ -139,28 +174,13 @@ pub fn decrypt_user_data(
     encrypted_b64: &str,
     iv_b64: &str,
 ) -> Result<UserData, CryptError> {
-    let key = key_of(session_key_b64)?;
-    let iv = iv_of(iv_b64)?;
-    let mut buf = decode(Field::EncryptedData, encrypted_b64)?;
-    if buf.is_empty() || buf.len() % 16 != 0 {
-        return Err(CryptError::BadCiphertextLength(buf.len()));
-    }
-    // Pkcs7 unpadding checks every pad byte, not just the last one.
-    let plain = cbc::Decryptor::<Aes128>::new(&key.into(), &iv.into())
-        .decrypt_padded::<Pkcs7>(&mut buf)
-        .map_err(|_| CryptError::BadPadding)?;
+    let plain = decrypt_payload(session_key_b64, encrypted_b64, iv_b64)?;
     let mut data: Map<String, Value> =
-        serde_json::from_slice(plain).map_err(|_| CryptError::NotJson)?;
+        serde_json::from_slice(&plain).map_err(|_| CryptError::NotJson)?;
     let watermark = data
         .remove("watermark")
-        .and_then(|w| serde_json::from_value::<Watermark>(w).ok())
-        .ok_or(CryptError::MissingWatermark)?;
-    if watermark.appid != appid {
-        return Err(CryptError::WatermarkMismatch {
-            expected: appid.to_owned(),
-            found: watermark.appid,
-        });
-    }
+        .and_then(|w| serde_json::from_value::<Watermark>(w).ok());
+    let watermark = check_watermark(appid, watermark)?;
     Ok(UserData { data, watermark })
 }
 

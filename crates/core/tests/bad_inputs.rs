@@ -277,3 +277,35 @@ fn every_code_is_published() {
         );
     }
 }
+
+#[test]
+fn payload_and_watermark_steps_compose_to_decrypt() {
+    use wxedge_core::crypt::{check_watermark, decrypt_payload};
+    let (good, iv) = encrypt(
+        r#"{"nickName":"😀","watermark":{"appid":"wx4f4bc4dec97d474b","timestamp":7}}"#,
+        [9; 16],
+    );
+    let plain = decrypt_payload(KEY, &good, &iv).unwrap();
+    let parsed: serde_json::Value = serde_json::from_slice(&plain).unwrap();
+    assert_eq!(parsed["nickName"], "😀");
+    let wm: Watermark = serde_json::from_value(parsed["watermark"].clone()).unwrap();
+    assert_eq!(check_watermark(APPID, Some(wm.clone())), Ok(wm));
+    assert_eq!(
+        check_watermark(APPID, None),
+        Err(CryptError::MissingWatermark)
+    );
+    assert!(matches!(
+        check_watermark(
+            APPID,
+            Some(Watermark {
+                appid: "wxOTHER".into(),
+                timestamp: 1
+            })
+        ),
+        Err(CryptError::WatermarkMismatch { .. })
+    ));
+    assert_eq!(
+        decrypt_payload("AAAAAAAAAAAAAAAAAAAAAA==", &good, &iv),
+        Err(CryptError::BadPadding)
+    );
+}

@@ -6,9 +6,8 @@
 //! branch on `err.code`, never on message text.
 
 use js_sys::{Array, Object, Reflect};
-use serde::Serialize;
 use wasm_bindgen::prelude::*;
-use wxedge_core::explain::{self, Context};
+use wxedge_core::explain::{self, Context, Mistake};
 use wxedge_core::notify::{self, Outcome};
 use wxedge_core::pay::{self, PayError};
 use wxedge_core::sign::{self, SignType};
@@ -30,47 +29,70 @@ fn invalid(message: impl AsRef<str>) -> JsValue {
     error("INVALID_ARGUMENT", message.as_ref())
 }
 
-/// Results cross as JSON and become plain JS objects through the engine's own
-/// `JSON.parse`: far less wasm than a generic serde ↔ JsValue bridge.
-fn to_js<T: Serialize + ?Sized>(value: &T) -> Result<JsValue, JsValue> {
-    let json = serde_json::to_string(value).map_err(|e| error("INTERNAL", &e.to_string()))?;
-    js_sys::JSON::parse(&json)
-}
-
-/// A JS object of strings (numbers and booleans are stringified as WeChat would see them;
+/// A JS object of strings (numbers and booleans are stringified as `String(x)` would;
 /// `null`/`undefined` values are left out, like empty ones) → [`Params`].
+///
+/// Strings are the expensive thing to move across the wasm boundary, so the entries are
+/// flattened and joined by the engine into one `"k\0v\0k\0v…"` string: one conversion
+/// instead of two per field, which is most of the cost of a sign.
 fn params_of(value: &JsValue, what: &str) -> Result<Params, JsValue> {
     if !value.is_object() || Array::is_array(value) {
         return Err(invalid(format!("{what} must be an object of strings")));
     }
-    let mut params = Params::new();
-    for entry in Object::entries(value.unchecked_ref()).iter() {
-        let pair: Array = entry.unchecked_into();
-        let key = pair.get(0).as_string().unwrap_or_default();
-        let v = pair.get(1);
-        let text = if let Some(s) = v.as_string() {
-            s
-        } else if let Some(n) = v.as_f64() {
-            if !n.is_finite() {
-                return Err(invalid(format!("{what}.{key} is not a finite number")));
-            }
-            // JS's own Number → string, as WeChat would receive `String(n)`.
-            js_sys::Number::from(n)
-                .to_string_with_radix(10)
-                .map(String::from)
-                .unwrap_or_default()
-        } else if let Some(b) = v.as_bool() {
-            b.to_string()
-        } else if v.is_null() || v.is_undefined() {
-            continue;
-        } else {
+    let flat = Object::entries(value.unchecked_ref()).flat(1);
+    let n = flat.length() / 2;
+    let mut absent = Vec::new();
+    for i in 0..n {
+        let v = flat.get(2 * i + 1);
+        if v.is_null() || v.is_undefined() {
+            absent.push(i);
+        } else if v.is_object() || v.is_function() || v.is_symbol() {
+            let key = flat.get(2 * i).as_string().unwrap_or_default();
             return Err(invalid(format!(
                 "{what}.{key} must be a string or a number, not an object"
             )));
-        };
-        params.insert(key, text);
+        }
+    }
+    let joined: String = flat.join("\0").into();
+    let parts: Vec<&str> = if n == 0 {
+        Vec::new()
+    } else {
+        joined.split('\0').collect()
+    };
+    if parts.len() != 2 * n as usize {
+        return Err(invalid(format!(
+            "{what} has a NUL character in a key or value"
+        )));
+    }
+    let mut params = Params::new();
+    for (i, pair) in parts.chunks_exact(2).enumerate() {
+        if !absent.contains(&(i as u32)) {
+            params.insert(pair[0].to_owned(), pair[1].to_owned());
+        }
     }
     Ok(params)
+}
+
+/// A plain JS object from string pairs.
+fn object<'a>(pairs: impl IntoIterator<Item = (&'a str, JsValue)>) -> JsValue {
+    let o = Object::new();
+    for (k, v) in pairs {
+        // Setting a property on a fresh plain object cannot fail.
+        let _ = Reflect::set(&o, &k.into(), &v);
+    }
+    o.into()
+}
+
+fn str_js(s: &str) -> JsValue {
+    JsValue::from_str(s)
+}
+
+fn strings_js(items: &[String]) -> JsValue {
+    items.iter().map(|s| str_js(s)).collect::<Array>().into()
+}
+
+fn params_js(params: &Params) -> JsValue {
+    object(params.iter().map(|(k, v)| (k.as_str(), str_js(v))))
 }
 
 fn sign_type_of(s: Option<String>) -> Result<Option<SignType>, JsValue> {
@@ -125,7 +147,7 @@ pub fn to_xml(params: JsValue) -> Result<String, JsValue> {
 #[wasm_bindgen(js_name = parseXml)]
 pub fn parse_xml(body: JsValue) -> Result<JsValue, JsValue> {
     let map = xml::parse_xml(&body_of(&body, "xml")?).map_err(core_error)?;
-    to_js(&map)
+    Ok(params_js(&map))
 }
 
 /// The decrypted payload, `watermark` included (as WeChat's own demo returns it), after
@@ -137,14 +159,25 @@ pub fn decrypt_user_data(
     encrypted_data: &str,
     iv: &str,
 ) -> Result<JsValue, JsValue> {
-    let user =
-        crypt::decrypt_user_data(app_id, session_key, encrypted_data, iv).map_err(core_error)?;
-    let mut data = user.data;
-    data.insert(
-        "watermark".into(),
-        serde_json::to_value(&user.watermark).map_err(|e| error("INTERNAL", &e.to_string()))?,
-    );
-    to_js(&data)
+    // The engine's JSON.parse reads the plaintext; the core decides what is acceptable.
+    let plain = crypt::decrypt_payload(session_key, encrypted_data, iv).map_err(core_error)?;
+    let not_json = || core_error(crypt::CryptError::NotJson);
+    let text = String::from_utf8(plain).map_err(|_| not_json())?;
+    let data = js_sys::JSON::parse(&text).map_err(|_| not_json())?;
+    if !data.is_object() || Array::is_array(&data) {
+        return Err(not_json());
+    }
+    let watermark = Reflect::get(&data, &"watermark".into()).unwrap_or(JsValue::UNDEFINED);
+    let field = |k: &str| Reflect::get(&watermark, &k.into()).ok();
+    let found = watermark.is_object().then(|| crypt::Watermark {
+        appid: field("appid")
+            .and_then(|v| v.as_string())
+            .unwrap_or_default(),
+        timestamp: field("timestamp").and_then(|v| v.as_f64()).unwrap_or(0.0) as i64,
+    });
+    let has_appid = field("appid").is_some_and(|v| v.is_string());
+    crypt::check_watermark(app_id, found.filter(|_| has_appid)).map_err(core_error)?;
+    Ok(data)
 }
 
 #[wasm_bindgen(js_name = verifyRawData)]
@@ -202,7 +235,7 @@ pub fn payment_params(options: JsValue) -> Result<JsValue, JsValue> {
         None => random::nonce_str().map_err(core_error)?,
     };
     let pp = pay::payment_params(&app_id, &prepay_id, &key, t, time_stamp, &nonce);
-    to_js(&pp)
+    Ok(params_js(&pp.to_params()))
 }
 
 /// Checks `wx.requestPayment` fields as the WeChat app does. `false` when paySign or
@@ -220,7 +253,12 @@ pub fn verify_payment_params(params: JsValue, app_id: &str, key: &str) -> Result
 /// Every problem of a unifiedorder parameter map, as `[{field, problem}]` (empty = ok).
 #[wasm_bindgen(js_name = validateUnifiedOrder)]
 pub fn validate_unified_order(params: JsValue) -> Result<JsValue, JsValue> {
-    to_js(&pay::validate_unified_order(&params_of(&params, "params")?))
+    let problems = pay::validate_unified_order(&params_of(&params, "params")?);
+    Ok(problems
+        .iter()
+        .map(|p| object([("field", str_js(&p.field)), ("problem", str_js(&p.problem))]))
+        .collect::<Array>()
+        .into())
 }
 
 /// A random `nonce_str` of `[0-9A-Za-z]`, 32 characters by default (1–32).
@@ -261,48 +299,51 @@ pub fn explain_sign(
             unified_order_sign: unified.as_deref(),
         },
     );
-    #[derive(Serialize)]
-    #[serde(rename_all = "camelCase")]
-    struct MistakeJs {
-        code: &'static str,
-        message: String,
-        detail: serde_json::Value,
-    }
-    #[derive(Serialize)]
-    #[serde(rename_all = "camelCase")]
-    struct ExplanationJs<'a> {
-        canonical: &'a str,
-        string_to_sign: &'a str,
-        sign_type: &'a str,
-        md5: &'a str,
-        hmac_sha256: &'a str,
-        expected: &'a str,
-        given: &'a str,
-        matches: bool,
-        mistakes: Vec<MistakeJs>,
-        hint: &'a str,
-    }
-    let mistakes = e
+    let mistakes: Array = e
         .mistakes
         .iter()
-        .map(|m| MistakeJs {
-            code: m.code(),
-            message: m.to_string(),
-            detail: serde_json::to_value(m).unwrap_or_default(),
+        .map(|m| {
+            object([
+                ("code", str_js(m.code())),
+                ("message", str_js(&m.to_string())),
+                ("detail", mistake_detail(m)),
+            ])
         })
         .collect();
-    to_js(&ExplanationJs {
-        canonical: &e.canonical,
-        string_to_sign: &e.string_to_sign,
-        sign_type: &e.sign_type,
-        md5: &e.md5,
-        hmac_sha256: &e.hmac_sha256,
-        expected: &e.expected,
-        given: &e.given,
-        matches: e.matches,
-        mistakes,
-        hint: &e.hint,
-    })
+    Ok(object([
+        ("canonical", str_js(&e.canonical)),
+        ("stringToSign", str_js(&e.string_to_sign)),
+        ("signType", str_js(&e.sign_type)),
+        ("md5", str_js(&e.md5)),
+        ("hmacSha256", str_js(&e.hmac_sha256)),
+        ("expected", str_js(&e.expected)),
+        ("given", str_js(&e.given)),
+        ("matches", JsValue::from_bool(e.matches)),
+        ("mistakes", mistakes.into()),
+        ("hint", str_js(&e.hint)),
+    ]))
+}
+
+/// The specifics of a mistake, camelCase.
+fn mistake_detail(m: &Mistake) -> JsValue {
+    match m {
+        Mistake::OtherAlgorithm { used, expected } => {
+            object([("used", str_js(used)), ("expected", str_js(expected))])
+        }
+        Mistake::SignTypeLeftOut { key } => object([("key", str_js(key))]),
+        Mistake::SignTypeAdded { value } => object([("value", str_js(value))]),
+        Mistake::EmptyValuesIncluded { keys } | Mistake::WhitespaceInValue { keys } => {
+            object([("keys", strings_js(keys))])
+        }
+        Mistake::KeyCasing {
+            signed_as,
+            expected,
+        } => object([
+            ("signedAs", str_js(signed_as)),
+            ("expected", str_js(expected)),
+        ]),
+        _ => object([]),
+    }
 }
 
 /// Parses and verifies a payment notify with the merchant's key and sign type.
@@ -319,19 +360,21 @@ pub fn parse_notify(body: JsValue, key: &str, sign_type: String) -> Result<JsVal
             err_code_des,
         } => ("FAIL", Some(err_code.as_str()), Some(err_code_des.as_str())),
     };
-    to_js(&serde_json::json!({
-        "appid": n.appid,
-        "mch_id": n.mch_id,
-        "out_trade_no": n.out_trade_no,
-        "transaction_id": n.transaction_id,
-        "total_fee": n.total_fee.get(),
-        "openid": n.openid,
-        "time_end": n.time_end,
-        "result_code": result_code,
-        "err_code": err_code,
-        "err_code_des": err_code_des,
-        "params": n.params,
-    }))
+    let opt = |v: Option<&str>| v.map_or(JsValue::NULL, str_js);
+    Ok(object([
+        ("appid", str_js(&n.appid)),
+        ("mch_id", str_js(&n.mch_id)),
+        ("out_trade_no", str_js(&n.out_trade_no)),
+        ("transaction_id", str_js(&n.transaction_id)),
+        // Fen fit a JS number exactly far beyond any real payment (2^53 fen).
+        ("total_fee", JsValue::from_f64(n.total_fee.get() as f64)),
+        ("openid", str_js(&n.openid)),
+        ("time_end", str_js(&n.time_end)),
+        ("result_code", str_js(result_code)),
+        ("err_code", opt(err_code)),
+        ("err_code_des", opt(err_code_des)),
+        ("params", params_js(&n.params)),
+    ]))
 }
 
 /// The XML answer to a notify: `SUCCESS`/`OK`, or `FAIL` with the reason.

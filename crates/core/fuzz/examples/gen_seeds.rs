@@ -105,30 +105,53 @@ fn main() {
         ("trade_type", "JSAPI"),
     ];
     let mut paid = base.clone();
-    paid.extend([("result_code", "SUCCESS"), ("transaction_id", "1004400740201409030005092168")]);
-    write(&d, "paid-md5-wechat-style", wechat_style(&signed(&paid, SignType::Md5)));
+    paid.extend([
+        ("result_code", "SUCCESS"),
+        ("transaction_id", "1004400740201409030005092168"),
+    ]);
+    write(
+        &d,
+        "paid-md5-wechat-style",
+        wechat_style(&signed(&paid, SignType::Md5)),
+    );
     let mut failed = base.clone();
     failed.extend([
         ("result_code", "FAIL"),
         ("err_code", "NOTENOUGH"),
         ("err_code_des", "余额不足"),
     ]);
-    write(&d, "failed-md5", wechat_style(&signed(&failed, SignType::Md5)));
+    write(
+        &d,
+        "failed-md5",
+        wechat_style(&signed(&failed, SignType::Md5)),
+    );
     let mut bad_fee = paid.clone();
     bad_fee.retain(|(k, _)| *k != "total_fee");
     bad_fee.push(("total_fee", "01"));
-    write(&d, "leading-zero-fee-md5", wechat_style(&signed(&bad_fee, SignType::Md5)));
+    write(
+        &d,
+        "leading-zero-fee-md5",
+        wechat_style(&signed(&bad_fee, SignType::Md5)),
+    );
     write(
         &d,
         "return-fail",
         "<xml><return_code><![CDATA[FAIL]]></return_code><return_msg><![CDATA[签名失败]]></return_msg></xml>",
     );
-    write(&d, "tampered-fee", md5.replace("<total_fee><![CDATA[1]]>", "<total_fee><![CDATA[100]]>"));
+    write(
+        &d,
+        "tampered-fee",
+        md5.replace("<total_fee><![CDATA[1]]>", "<total_fee><![CDATA[100]]>"),
+    );
 
     // parse_xml: what WeChat sends, and what an attacker would.
     let d = root.join("parse_xml");
     write(&d, "notify-md5", &md5);
-    write(&d, "notify-wechat-style", wechat_style(&signed(&paid, SignType::Md5)));
+    write(
+        &d,
+        "notify-wechat-style",
+        wechat_style(&signed(&paid, SignType::Md5)),
+    );
     write(
         &d,
         "unifiedorder-answer",
@@ -153,14 +176,22 @@ fn main() {
     );
     write(&d, "undeclared-entity", "<xml><a>&xxe;</a></xml>");
     write(&d, "nested", "<xml><a><b>1</b></a></xml>");
-    write(&d, "nested-deep", "<xml><a><b><c><d><e>1</e></d></c></b></a></xml>");
+    write(
+        &d,
+        "nested-deep",
+        "<xml><a><b><c><d><e>1</e></d></c></b></a></xml>",
+    );
     write(
         &d,
         "duplicate-key",
         "<xml><total_fee>1</total_fee><out_trade_no>1</out_trade_no><total_fee>100</total_fee></xml>",
     );
     write(&d, "duplicate-empty", "<xml><a/><a></a></xml>");
-    write(&d, "attributes", "<xml><total_fee currency=\"CNY\">1</total_fee></xml>");
+    write(
+        &d,
+        "attributes",
+        "<xml><total_fee currency=\"CNY\">1</total_fee></xml>",
+    );
     write(&d, "root-attributes", "<xml id=\"1\"><a>1</a></xml>");
     write(&d, "wrong-root", "<root><a>1</a></root>");
     write(&d, "trailing", "<xml><a>1</a></xml><xml><a>2</a></xml>");
@@ -168,29 +199,60 @@ fn main() {
     write(&d, "unclosed", "<xml><a>1</a>");
     write(&d, "mismatched-end", "<xml><a>1</b></xml>");
     write(&d, "pi-inside", "<xml><?php echo 1; ?><a>1</a></xml>");
-    write(&d, "namespaced-key", "<xml><a:b>1</a:b><xmlns>2</xmlns></xml>");
-    write(&d, "crlf-value", "<xml><a>line1\r\nline2\r</a><b><![CDATA[\r\n]]></b></xml>");
+    write(
+        &d,
+        "namespaced-key",
+        "<xml><a:b>1</a:b><xmlns>2</xmlns></xml>",
+    );
+    write(
+        &d,
+        "crlf-value",
+        "<xml><a>line1\r\nline2\r</a><b><![CDATA[\r\n]]></b></xml>",
+    );
 
     // decrypt: appid \n session_key \n encryptedData \n iv.
     let d = root.join("decrypt");
     let line = |a: &str, k: &str, e: &str, i: &str| format!("{a}\n{k}\n{e}\n{i}");
-    write(&d, "demo", line(DEMO_APPID, DEMO_SESSION_KEY, DEMO_ENCRYPTED, DEMO_IV));
+    write(
+        &d,
+        "demo",
+        line(DEMO_APPID, DEMO_SESSION_KEY, DEMO_ENCRYPTED, DEMO_IV),
+    );
     write(
         &d,
         "demo-other-appid",
-        line("wxd930ea5d5a258f4f", DEMO_SESSION_KEY, DEMO_ENCRYPTED, DEMO_IV),
+        line(
+            "wxd930ea5d5a258f4f",
+            DEMO_SESSION_KEY,
+            DEMO_ENCRYPTED,
+            DEMO_IV,
+        ),
     );
     write(
         &d,
         "demo-form-encoded",
-        line(DEMO_APPID, DEMO_SESSION_KEY, &DEMO_ENCRYPTED.replace('+', " "), DEMO_IV),
+        line(
+            DEMO_APPID,
+            DEMO_SESSION_KEY,
+            &DEMO_ENCRYPTED.replace('+', " "),
+            DEMO_IV,
+        ),
     );
     write(
         &d,
         "stale-key",
-        line(DEMO_APPID, "AAAAAAAAAAAAAAAAAAAAAA==", DEMO_ENCRYPTED, DEMO_IV),
+        line(
+            DEMO_APPID,
+            "AAAAAAAAAAAAAAAAAAAAAA==",
+            DEMO_ENCRYPTED,
+            DEMO_IV,
+        ),
     );
-    write(&d, "short-key", line(DEMO_APPID, "AAAA", "AAAAAAAAAAAAAAAAAAAAAA==", "AAAA"));
+    write(
+        &d,
+        "short-key",
+        line(DEMO_APPID, "AAAA", "AAAAAAAAAAAAAAAAAAAAAA==", "AAAA"),
+    );
     write(
         &d,
         "short-cipher",
@@ -207,15 +269,25 @@ fn main() {
     write(
         &d,
         "json-ok",
-        json(r#"{"openId":"oGZUI0egBJY1zhBYw2KhdUfwVJJE","nickName":"Band","watermark":{"timestamp":1477314187,"appid":"wx4f4bc4dec97d474b"}}"#),
+        json(
+            r#"{"openId":"oGZUI0egBJY1zhBYw2KhdUfwVJJE","nickName":"Band","watermark":{"timestamp":1477314187,"appid":"wx4f4bc4dec97d474b"}}"#,
+        ),
     );
     write(
         &d,
         "json-other-appid",
         json(r#"{"watermark":{"timestamp":1,"appid":"wxd930ea5d5a258f4f"}}"#),
     );
-    write(&d, "json-no-watermark", json(r#"{"phoneNumber":"13800138000"}"#));
-    write(&d, "json-bad-watermark", json(r#"{"watermark":{"appid":1}}"#));
+    write(
+        &d,
+        "json-no-watermark",
+        json(r#"{"phoneNumber":"13800138000"}"#),
+    );
+    write(
+        &d,
+        "json-bad-watermark",
+        json(r#"{"watermark":{"appid":1}}"#),
+    );
     write(&d, "not-json", json("[1,2,3]"));
     let mut blocks = vec![2u8];
     blocks.extend(br#"{"watermark":{"appid":"wx4f4bc4dec97d474b","timestamp":0}}"#);

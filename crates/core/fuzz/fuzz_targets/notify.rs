@@ -8,10 +8,10 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use wxedge_core::Fen;
 use wxedge_core::notify::{ExpectedPayment, Notify, Outcome, parse_notify};
 use wxedge_core::sign::{self, SignType};
 use wxedge_core::xml::{parse_xml, to_xml};
-use wxedge_core::Fen;
 
 const KEY: &str = "192006250b4c09247ec02edce69f6a2d";
 
@@ -25,7 +25,10 @@ const EXPECTED: ExpectedPayment<'static> = ExpectedPayment {
 
 fn judge(n: &Notify, sign_type: SignType) {
     // What a notify says must be what its params say.
-    assert_eq!(n.params.get("return_code").map(String::as_str), Some("SUCCESS"));
+    assert_eq!(
+        n.params.get("return_code").map(String::as_str),
+        Some("SUCCESS")
+    );
     assert_eq!(sign::verify(&n.params, KEY, sign_type), Ok(()));
     assert_eq!(n.params["appid"], n.appid);
     assert_eq!(n.params["mch_id"], n.mch_id);
@@ -59,7 +62,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(mut params) = parse_xml(data) else {
         return;
     };
-    let sign_type = if data.len() % 2 == 0 {
+    let sign_type = if data.len().is_multiple_of(2) {
         SignType::Md5
     } else {
         SignType::HmacSha256

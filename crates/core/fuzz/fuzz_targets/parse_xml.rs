@@ -17,7 +17,8 @@ fuzz_target!(|data: &[u8]| {
     // CDATA wrappers make the output longer than the input: lift the size bound.
     match parse_xml_with_limit(written.as_bytes(), usize::MAX) {
         Ok(back) => assert_eq!(
-            back, map,
+            back,
+            map,
             "to_xml output parses to a different map\ninput: {:?}\nwritten: {written:?}",
             String::from_utf8_lossy(data)
         ),
