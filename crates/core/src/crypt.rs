@@ -175,8 +175,9 @@ pub fn decrypt_user_data(
     iv_b64: &str,
 ) -> Result<UserData, CryptError> {
     let plain = decrypt_payload(session_key_b64, encrypted_b64, iv_b64)?;
-    let mut data: Map<String, Value> =
-        serde_json::from_slice(&plain).map_err(|_| CryptError::NotJson)?;
+    let Ok(Value::Object(mut data)) = serde_json::from_slice::<Value>(&plain) else {
+        return Err(CryptError::NotJson);
+    };
     let watermark = data
         .remove("watermark")
         .and_then(|w| serde_json::from_value::<Watermark>(w).ok());

@@ -97,29 +97,31 @@ pub fn parse_notify(body: &[u8], key: &str, sign_type: SignType) -> Result<Notif
     let field = |k: &'static str| {
         params
             .get(k)
+            .map(String::as_str)
             .filter(|v| !v.is_empty())
-            .cloned()
             .ok_or(NotifyError::MissingField(k))
     };
-    let outcome = match field("result_code")?.as_str() {
+    let optional = |k: &str| params.get(k).cloned().unwrap_or_default();
+    let outcome = match field("result_code")? {
         "SUCCESS" => Outcome::Paid,
         _ => Outcome::Failed {
-            err_code: params.get("err_code").cloned().unwrap_or_default(),
-            err_code_des: params.get("err_code_des").cloned().unwrap_or_default(),
+            err_code: optional("err_code"),
+            err_code_des: optional("err_code_des"),
         },
     };
+    let transaction_id = if outcome == Outcome::Paid {
+        field("transaction_id")?.to_owned()
+    } else {
+        optional("transaction_id")
+    };
     Ok(Notify {
-        appid: field("appid")?,
-        mch_id: field("mch_id")?,
-        out_trade_no: field("out_trade_no")?,
-        transaction_id: if outcome == Outcome::Paid {
-            field("transaction_id")?
-        } else {
-            params.get("transaction_id").cloned().unwrap_or_default()
-        },
-        total_fee: Fen::parse(&field("total_fee")?)?,
-        openid: params.get("openid").cloned().unwrap_or_default(),
-        time_end: params.get("time_end").cloned().unwrap_or_default(),
+        appid: field("appid")?.to_owned(),
+        mch_id: field("mch_id")?.to_owned(),
+        out_trade_no: field("out_trade_no")?.to_owned(),
+        transaction_id,
+        total_fee: Fen::parse(field("total_fee")?)?,
+        openid: optional("openid"),
+        time_end: optional("time_end"),
         outcome,
         params,
     })

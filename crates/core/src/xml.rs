@@ -264,11 +264,14 @@ pub fn parse_xml_with_limit(body: &[u8], limit: usize) -> Result<Params, XmlErro
 }
 
 fn insert(map: &mut Params, key: String, value: String) -> Result<(), XmlError> {
-    if map.contains_key(&key) {
-        return Err(XmlError::DuplicateKey(key));
+    use std::collections::btree_map::Entry;
+    match map.entry(key) {
+        Entry::Occupied(e) => Err(XmlError::DuplicateKey(e.key().clone())),
+        Entry::Vacant(e) => {
+            e.insert(value);
+            Ok(())
+        }
     }
-    map.insert(key, value);
-    Ok(())
 }
 
 #[cfg(test)]
