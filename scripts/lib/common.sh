@@ -96,6 +96,13 @@ build_pkg() {
     wasm-opt "${BINARYEN_FLAGS[@]}" "$dir/wxedge_bg.wasm" -o "$dir/wxedge_bg.wasm"
     rm -f "$dir/.gitignore"
   done
+  # The Node build is CommonJS, but wasm-bindgen copies inline JS snippets as ESM: rewrite
+  # their `export function f` as `exports.f = function f` (our snippets export nothing else).
+  local snippet
+  while IFS= read -r snippet; do
+    sed -i -E 's/^export function ([A-Za-z_]+)/exports.\1 = function \1/' "$snippet"
+    ! grep -q '^export ' "$snippet" || die "unexpected export left in $snippet"
+  done < <(find "$ROOT/pkg/dist/node/snippets" -name '*.js')
   # The package is ESM ("type": "module"); the Node build is CommonJS.
   echo '{"type":"commonjs"}' >"$ROOT/pkg/dist/node/package.json"
 }

@@ -41,10 +41,12 @@ impl SignType {
     /// The algorithm named by a parameter map's `sign_type`; absent means MD5, as WeChat
     /// says. An unknown name is an error, never a silent fallback.
     pub fn of_params(params: &Params) -> Result<SignType, SignError> {
-        match params.get("sign_type") {
-            None => Ok(SignType::Md5),
-            Some(s) => s.parse(),
-        }
+        SignType::named(params.get("sign_type").map(String::as_str))
+    }
+
+    /// The algorithm a `sign_type` value names, `None` (absent) meaning MD5.
+    pub fn named(sign_type: Option<&str>) -> Result<SignType, SignError> {
+        sign_type.map_or(Ok(SignType::Md5), str::parse)
     }
 
     /// Length of the uppercase hex sign this algorithm yields.
@@ -142,9 +144,13 @@ impl fmt::Debug for Signature {
 }
 
 /// Calls `feed` with the pieces of `stringA` (see the module docs), without `&key=`.
-fn feed_canonical(params: &Params, mut feed: impl FnMut(&[u8])) {
+/// `pairs` must come in byte order of their keys, each key once.
+fn feed_canonical<'a>(
+    pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+    mut feed: impl FnMut(&[u8]),
+) {
     let mut first = true;
-    for (k, v) in params {
+    for (k, v) in pairs {
         if v.is_empty() || k == "sign" {
             continue;
         }
@@ -158,11 +164,15 @@ fn feed_canonical(params: &Params, mut feed: impl FnMut(&[u8])) {
     }
 }
 
+fn pairs(params: &Params) -> impl Iterator<Item = (&str, &str)> {
+    params.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+}
+
 /// `stringA`: the parameters WeChat signs, `k=v&k=v`, without the key. Shown to people
 /// debugging a mismatch; [`sign`] never builds it as a `String`.
 pub fn canonical_string(params: &Params) -> String {
     let mut s = String::new();
-    feed_canonical(params, |piece| {
+    feed_canonical(pairs(params), |piece| {
         s.push_str(std::str::from_utf8(piece).unwrap_or_default())
     });
     s
@@ -170,10 +180,21 @@ pub fn canonical_string(params: &Params) -> String {
 
 /// Signs `params` (its own `sign`, if any, is ignored) with the API key.
 pub fn sign(params: &Params, key: &str, sign_type: SignType) -> Signature {
+    sign_sorted_pairs(pairs(params), key, sign_type)
+}
+
+/// [`sign`] over borrowed pairs, for callers that already hold the parameters in another
+/// form (the npm package signs without building a map). The pairs must be sorted by key
+/// in byte order, each key once; `sign` and empty values are skipped here as always.
+pub fn sign_sorted_pairs<'a>(
+    pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+    key: &str,
+    sign_type: SignType,
+) -> Signature {
     match sign_type {
         SignType::Md5 => {
             let mut h = Md5::new();
-            feed_canonical(params, |p| h.update(p));
+            feed_canonical(pairs, |p| h.update(p));
             h.update(b"&key=");
             h.update(key.as_bytes());
             Signature::from_digest(&h.finalize())
@@ -182,7 +203,7 @@ pub fn sign(params: &Params, key: &str, sign_type: SignType) -> Signature {
             // HMAC accepts keys of any length, so this cannot fail.
             let mut m = <Hmac<Sha256> as KeyInit>::new_from_slice(key.as_bytes())
                 .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
-            feed_canonical(params, |p| m.update(p));
+            feed_canonical(pairs, |p| m.update(p));
             m.update(b"&key=");
             m.update(key.as_bytes());
             Signature::from_digest(&m.finalize().into_bytes())
@@ -218,6 +239,24 @@ pub fn sign_by_params(params: &Params, key: &str) -> Result<Signature, SignError
 pub fn verify(params: &Params, key: &str, sign_type: SignType) -> Result<(), SignError> {
     let given = params.get("sign").ok_or(SignError::MissingSign)?;
     if sign(params, key, sign_type).matches(given) {
+        Ok(())
+    } else {
+        Err(SignError::Mismatch)
+    }
+}
+
+/// [`verify`] over borrowed pairs sorted by key in byte order (see [`sign_sorted_pairs`]).
+pub fn verify_sorted_pairs(
+    pairs: &[(&str, &str)],
+    key: &str,
+    sign_type: SignType,
+) -> Result<(), SignError> {
+    let given = pairs
+        .iter()
+        .find(|(k, _)| *k == "sign")
+        .map(|(_, v)| *v)
+        .ok_or(SignError::MissingSign)?;
+    if sign_sorted_pairs(pairs.iter().copied(), key, sign_type).matches(given) {
         Ok(())
     } else {
         Err(SignError::Mismatch)

@@ -29,48 +29,108 @@ fn invalid(message: impl AsRef<str>) -> JsValue {
     error("INVALID_ARGUMENT", message.as_ref())
 }
 
-/// A JS object of strings (numbers and booleans are stringified as `String(x)` would;
-/// `null`/`undefined` values are left out, like empty ones) → [`Params`].
-///
-/// Strings are the expensive thing to move across the wasm boundary, so the entries are
-/// flattened and joined by the engine into one `"k\0v\0k\0v…"` string: one conversion
-/// instead of two per field, which is most of the cost of a sign.
-fn params_of(value: &JsValue, what: &str) -> Result<Params, JsValue> {
+// Strings and values are what is expensive to move across the wasm boundary: every
+// crossing costs about as much as hashing a short string. Params therefore travel as one
+// `"k\0v\0k\0v…"` string each way, built and taken apart by these two functions in a
+// single call. (scripts/lib/common.sh rewrites the `export`s for the CommonJS build.)
+#[wasm_bindgen(inline_js = r#"
+export function flatten(obj) {
+  let out = '';
+  for (const k of Object.keys(obj)) {
+    const v = obj[k];
+    if (v === null || v === undefined) continue;
+    const t = typeof v;
+    if (t === 'object' || t === 'function' || t === 'symbol') return '\u0001' + k;
+    const s = String(v);
+    if (k.includes('\u0000') || s.includes('\u0000')) return '\u0002' + k;
+    out += out === '' ? k + '\u0000' + s : '\u0000' + k + '\u0000' + s;
+  }
+  return out;
+}
+export function unflatten(s) {
+  const o = {};
+  if (s === '') return o;
+  const parts = s.split('\u0000');
+  for (let i = 0; i + 1 < parts.length; i += 2) o[parts[i]] = parts[i + 1];
+  return o;
+}
+"#)]
+extern "C" {
+    fn flatten(obj: &JsValue) -> String;
+    fn unflatten(flat: &str) -> JsValue;
+}
+
+/// A JS params object flattened to `"k\0v\0k\0v…"` (numbers and booleans stringified as
+/// `String(x)` would; `null`/`undefined` values left out, like empty ones).
+fn flat_of(value: &JsValue, what: &str) -> Result<String, JsValue> {
     if !value.is_object() || Array::is_array(value) {
         return Err(invalid(format!("{what} must be an object of strings")));
     }
-    let flat = Object::entries(value.unchecked_ref()).flat(1);
-    let n = flat.length() / 2;
-    let mut absent = Vec::new();
-    for i in 0..n {
-        let v = flat.get(2 * i + 1);
-        if v.is_null() || v.is_undefined() {
-            absent.push(i);
-        } else if v.is_object() || v.is_function() || v.is_symbol() {
-            let key = flat.get(2 * i).as_string().unwrap_or_default();
-            return Err(invalid(format!(
-                "{what}.{key} must be a string or a number, not an object"
-            )));
-        }
-    }
-    let joined: String = flat.join("\0").into();
-    let parts: Vec<&str> = if n == 0 {
-        Vec::new()
-    } else {
-        joined.split('\0').collect()
-    };
-    if parts.len() != 2 * n as usize {
+    let flat = flatten(value);
+    if let Some(key) = flat.strip_prefix('\u{1}') {
         return Err(invalid(format!(
-            "{what} has a NUL character in a key or value"
+            "{what}.{key} must be a string or a number, not an object"
         )));
     }
-    let mut params = Params::new();
-    for (i, pair) in parts.chunks_exact(2).enumerate() {
-        if !absent.contains(&(i as u32)) {
-            params.insert(pair[0].to_owned(), pair[1].to_owned());
+    if let Some(key) = flat.strip_prefix('\u{2}') {
+        return Err(invalid(format!("{what}.{key} contains a NUL character")));
+    }
+    Ok(flat)
+}
+
+/// The pairs of a flat string, sorted by key in byte order (JS keys are unique).
+fn sorted_pairs(flat: &str) -> Vec<(&str, &str)> {
+    let mut pairs = Vec::with_capacity(16);
+    let mut parts = flat.split('\0');
+    while let (Some(k), Some(v)) = (parts.next(), parts.next()) {
+        pairs.push((k, v));
+    }
+    pairs.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    pairs
+}
+
+/// A JS params object → [`Params`].
+fn params_of(value: &JsValue, what: &str) -> Result<Params, JsValue> {
+    let flat = flat_of(value, what)?;
+    Ok(sorted_pairs(&flat)
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect())
+}
+
+/// The sign type given, else the one the pairs name (absent = MD5).
+fn sign_type_for(given: Option<String>, pairs: &[(&str, &str)]) -> Result<SignType, JsValue> {
+    match sign_type_of(given)? {
+        Some(t) => Ok(t),
+        None => {
+            let named = pairs
+                .iter()
+                .find(|(k, _)| *k == "sign_type")
+                .map(|(_, v)| *v);
+            SignType::named(named).map_err(core_error)
         }
     }
-    Ok(params)
+}
+
+/// [`Params`] → a plain JS object, in one crossing (field by field in the rare case of a
+/// NUL inside a key or value, which the flat form cannot carry).
+fn params_js(params: &Params) -> JsValue {
+    if params
+        .iter()
+        .any(|(k, v)| k.contains('\0') || v.contains('\0'))
+    {
+        return object(params.iter().map(|(k, v)| (k.as_str(), str_js(v))));
+    }
+    let mut flat = String::with_capacity(params.iter().map(|(k, v)| k.len() + v.len() + 2).sum());
+    for (i, (k, v)) in params.iter().enumerate() {
+        if i > 0 {
+            flat.push('\0');
+        }
+        flat.push_str(k);
+        flat.push('\0');
+        flat.push_str(v);
+    }
+    unflatten(&flat)
 }
 
 /// A plain JS object from string pairs.
@@ -89,10 +149,6 @@ fn str_js(s: &str) -> JsValue {
 
 fn strings_js(items: &[String]) -> JsValue {
     items.iter().map(|s| str_js(s)).collect::<Array>().into()
-}
-
-fn params_js(params: &Params) -> JsValue {
-    object(params.iter().map(|(k, v)| (k.as_str(), str_js(v))))
 }
 
 fn sign_type_of(s: Option<String>) -> Result<Option<SignType>, JsValue> {
@@ -115,24 +171,21 @@ fn body_of(value: &JsValue, what: &str) -> Result<Vec<u8>, JsValue> {
 /// own `sign_type`, then MD5.
 #[wasm_bindgen(js_name = sign)]
 pub fn sign_js(params: JsValue, key: &str, sign_type: Option<String>) -> Result<String, JsValue> {
-    let params = params_of(&params, "params")?;
-    let t = match sign_type_of(sign_type)? {
-        Some(t) => t,
-        None => SignType::of_params(&params).map_err(core_error)?,
-    };
-    Ok(sign::sign(&params, key, t).to_string())
+    // Signed straight from the borrowed pairs: no map, no per-field allocation.
+    let flat = flat_of(&params, "params")?;
+    let pairs = sorted_pairs(&flat);
+    let t = sign_type_for(sign_type, &pairs)?;
+    Ok(sign::sign_sorted_pairs(pairs, key, t).to_string())
 }
 
 /// Whether `params.sign` is right. For a notify pass your merchant's `signType`: WeChat
 /// may leave `sign_type` out even for HMAC-SHA256.
 #[wasm_bindgen(js_name = verifySign)]
 pub fn verify_sign(params: JsValue, key: &str, sign_type: Option<String>) -> Result<bool, JsValue> {
-    let params = params_of(&params, "params")?;
-    let t = match sign_type_of(sign_type)? {
-        Some(t) => t,
-        None => SignType::of_params(&params).map_err(core_error)?,
-    };
-    match sign::verify(&params, key, t) {
+    let flat = flat_of(&params, "params")?;
+    let pairs = sorted_pairs(&flat);
+    let t = sign_type_for(sign_type, &pairs)?;
+    match sign::verify_sorted_pairs(&pairs, key, t) {
         Ok(()) => Ok(true),
         Err(sign::SignError::Mismatch) => Ok(false),
         Err(e) => Err(core_error(e)),
