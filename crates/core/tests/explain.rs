@@ -6,19 +6,11 @@ use wxedge_core::explain::{Context, Mistake, explain_sign};
 use wxedge_core::pay::payment_params;
 use wxedge_core::sign::{self, SignType};
 
-const KEY: &str = "192006250b4c09247ec02edce69f6a2d";
+mod common;
+use common::DOC_KEY as KEY;
 
 fn doc() -> Params {
-    [
-        ("appid", "wxd930ea5d5a258f4f"),
-        ("mch_id", "10000100"),
-        ("device_info", "1000"),
-        ("body", "test"),
-        ("nonce_str", "ibuaiVcKdpRxkhJA"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect()
+    common::doc_params()
 }
 
 fn md5_upper(s: &str) -> String {

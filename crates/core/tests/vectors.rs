@@ -1,6 +1,7 @@
 //! WeChat's own published vectors. If any of these fails, wxedge disagrees with WeChat.
 
-use wxedge_core::Params;
+mod common;
+use common::{DOC_KEY, doc_params};
 use wxedge_core::crypt::{decrypt_user_data, encrypt_user_data};
 use wxedge_core::sign::{self, SignType};
 
@@ -45,20 +46,6 @@ fn official_vector_reencrypts_to_the_same_bytes() {
     let again = decrypt_user_data(DEMO_APPID, DEMO_SESSION_KEY, &enc, &iv_b64).unwrap();
     assert_eq!(again, user);
 }
-
-fn doc_params() -> Params {
-    [
-        ("appid", "wxd930ea5d5a258f4f"),
-        ("mch_id", "10000100"),
-        ("device_info", "1000"),
-        ("body", "test"),
-        ("nonce_str", "ibuaiVcKdpRxkhJA"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect()
-}
-const DOC_KEY: &str = "192006250b4c09247ec02edce69f6a2d";
 
 /// WeChat Pay v2 "安全规范 → 签名算法" (pay.weixin.qq.com/wiki/doc/api/wxa/wxa_api.php?chapter=4_3),
 /// the worked example; the same figures are asserted by binarywang/WxJava
