@@ -223,3 +223,12 @@ test('errorCodes lists every code, and index.d.ts declares exactly those', async
     assert.match(dts, new RegExp(`export function ${fn}\\(`), `${fn} is declared in index.d.ts`);
   }
 });
+
+test('params: NUL characters and nested values are refused, numbers kept as JS writes them', () => {
+  throwsCode(() => wx.sign({ a: 'x\u0000y' }, 'k'), 'INVALID_ARGUMENT');
+  throwsCode(() => wx.sign({ 'a\u0000': 'x', b: 'c\u0000d' }, 'k'), 'INVALID_ARGUMENT');
+  throwsCode(() => wx.toXml({ a: [1, 2] }), 'INVALID_ARGUMENT');
+  assert.equal(wx.sign({ total_fee: 100, ok: true }, 'k'), wx.sign({ total_fee: '100', ok: 'true' }, 'k'));
+  assert.deepEqual(wx.parseXml(wx.toXml({ big: 1e21, small: 0.5 })), { big: '1e+21', small: '0.5' });
+  assert.equal(wx.sign({}, 'k'), createHash('md5').update('&key=k').digest('hex').toUpperCase());
+});

@@ -36,16 +36,21 @@ fn invalid(message: impl AsRef<str>) -> JsValue {
 #[wasm_bindgen(inline_js = r#"
 export function flatten(obj) {
   let out = '';
-  for (const k of Object.keys(obj)) {
+  let n = 0;
+  for (const k in obj) {
     const v = obj[k];
-    if (v === null || v === undefined) continue;
+    if (v == null) continue;
     const t = typeof v;
-    if (t === 'object' || t === 'function' || t === 'symbol') return '\u0001' + k;
-    const s = String(v);
-    if (k.includes('\u0000') || s.includes('\u0000')) return '\u0002' + k;
-    out += out === '' ? k + '\u0000' + s : '\u0000' + k + '\u0000' + s;
+    if (t === 'string') {
+      out += k + '\u0000' + v + '\u0000';
+    } else if (t === 'object' || t === 'function' || t === 'symbol') {
+      return '\u0001' + k;
+    } else {
+      out += k + '\u0000' + String(v) + '\u0000';
+    }
+    n++;
   }
-  return out;
+  return n + '\u0000' + out;
 }
 export function unflatten(s) {
   const o = {};
@@ -60,8 +65,9 @@ extern "C" {
     fn unflatten(flat: &str) -> JsValue;
 }
 
-/// A JS params object flattened to `"k\0v\0k\0v…"` (numbers and booleans stringified as
-/// `String(x)` would; `null`/`undefined` values left out, like empty ones).
+/// A JS params object flattened to `"n\0k\0v\0…k\0v\0"`: the count of pairs, then the
+/// pairs (numbers and booleans stringified as `String(x)` would; `null`/`undefined`
+/// values left out, like empty ones).
 fn flat_of(value: &JsValue, what: &str) -> Result<String, JsValue> {
     if !value.is_object() || Array::is_array(value) {
         return Err(invalid(format!("{what} must be an object of strings")));
@@ -72,27 +78,33 @@ fn flat_of(value: &JsValue, what: &str) -> Result<String, JsValue> {
             "{what}.{key} must be a string or a number, not an object"
         )));
     }
-    if let Some(key) = flat.strip_prefix('\u{2}') {
-        return Err(invalid(format!("{what}.{key} contains a NUL character")));
-    }
     Ok(flat)
 }
 
-/// The pairs of a flat string, sorted by key in byte order (JS keys are unique).
-fn sorted_pairs(flat: &str) -> Vec<(&str, &str)> {
-    let mut pairs = Vec::with_capacity(16);
-    let mut parts = flat.split('\0');
+/// The pairs of a flat string, sorted by key in byte order (JS keys are unique). A NUL
+/// inside a key or value shows as a wrong count of pieces.
+fn sorted_pairs<'a>(flat: &'a str, what: &str) -> Result<Vec<(&'a str, &'a str)>, JsValue> {
+    let nul = || invalid(format!("{what} has a NUL character in a key or value"));
+    let (count, rest) = flat.split_once('\0').ok_or_else(nul)?;
+    let count: usize = count.parse().map_err(|_| nul())?;
+    let mut pairs = Vec::with_capacity(count);
+    let mut parts = rest.split('\0');
     while let (Some(k), Some(v)) = (parts.next(), parts.next()) {
         pairs.push((k, v));
     }
+    // "k\0v\0" splits into k, v and a final empty piece the loop drops; every NUL inside
+    // a key or value adds a piece, and so a pair.
+    if pairs.len() != count {
+        return Err(nul());
+    }
     pairs.sort_unstable_by(|a, b| a.0.cmp(b.0));
-    pairs
+    Ok(pairs)
 }
 
 /// A JS params object → [`Params`].
 fn params_of(value: &JsValue, what: &str) -> Result<Params, JsValue> {
     let flat = flat_of(value, what)?;
-    Ok(sorted_pairs(&flat)
+    Ok(sorted_pairs(&flat, what)?
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect())
@@ -173,7 +185,7 @@ fn body_of(value: &JsValue, what: &str) -> Result<Vec<u8>, JsValue> {
 pub fn sign_js(params: JsValue, key: &str, sign_type: Option<String>) -> Result<String, JsValue> {
     // Signed straight from the borrowed pairs: no map, no per-field allocation.
     let flat = flat_of(&params, "params")?;
-    let pairs = sorted_pairs(&flat);
+    let pairs = sorted_pairs(&flat, "params")?;
     let t = sign_type_for(sign_type, &pairs)?;
     Ok(sign::sign_sorted_pairs(pairs, key, t).to_string())
 }
@@ -183,7 +195,7 @@ pub fn sign_js(params: JsValue, key: &str, sign_type: Option<String>) -> Result<
 #[wasm_bindgen(js_name = verifySign)]
 pub fn verify_sign(params: JsValue, key: &str, sign_type: Option<String>) -> Result<bool, JsValue> {
     let flat = flat_of(&params, "params")?;
-    let pairs = sorted_pairs(&flat);
+    let pairs = sorted_pairs(&flat, "params")?;
     let t = sign_type_for(sign_type, &pairs)?;
     match sign::verify_sorted_pairs(&pairs, key, t) {
         Ok(()) => Ok(true),
