@@ -392,10 +392,10 @@ fn find_mistakes(
         .map(|(k, _)| k.clone())
         .collect();
     if !spaced.is_empty() {
-        let p: Params = params
-            .iter()
-            .map(|(k, v)| (k.clone(), v.trim().to_owned()))
-            .collect();
+        let mut p = Params::new();
+        for (k, v) in params {
+            p.insert(k.clone(), v.trim().to_owned());
+        }
         attempts.push(attempt(
             with_key(&sign::canonical_string(&p), key),
             key,
@@ -427,7 +427,7 @@ fn find_mistakes(
     {
         let mut pairs: Vec<(&str, &str)> =
             nonempty().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        pairs.sort_by_key(|(k, _)| k.to_ascii_lowercase());
+        pairs.sort_unstable_by_key(|(k, _)| k.to_ascii_lowercase());
         let s = join_pairs(pairs.iter().copied());
         if s != canonical {
             attempts.push(attempt(with_key(&s, key), key, vec![Mistake::NotSorted]));

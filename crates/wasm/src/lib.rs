@@ -104,10 +104,11 @@ fn sorted_pairs<'a>(flat: &'a str, what: &str) -> Result<Vec<(&'a str, &'a str)>
 /// A JS params object → [`Params`].
 fn params_of(value: &JsValue, what: &str) -> Result<Params, JsValue> {
     let flat = flat_of(value, what)?;
-    Ok(sorted_pairs(&flat, what)?
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect())
+    let mut params = Params::new();
+    for (k, v) in sorted_pairs(&flat, what)? {
+        params.insert(k.to_owned(), v.to_owned());
+    }
+    Ok(params)
 }
 
 /// The sign type given, else the one the pairs name (absent = MD5).
