@@ -35,6 +35,7 @@ fn invalid(message: impl AsRef<str>) -> JsValue {
 // single call. (scripts/lib/common.sh rewrites the `export`s for the CommonJS build.)
 #[wasm_bindgen(inline_js = r#"
 export function flatten(obj) {
+  if (typeof obj !== 'object' || obj === null || Array.isArray(obj)) return '\u0002';
   let out = '';
   let n = 0;
   for (const k in obj) {
@@ -69,10 +70,11 @@ extern "C" {
 /// pairs (numbers and booleans stringified as `String(x)` would; `null`/`undefined`
 /// values left out, like empty ones).
 fn flat_of(value: &JsValue, what: &str) -> Result<String, JsValue> {
-    if !value.is_object() || Array::is_array(value) {
+    // The type checks happen inside `flatten`: each check from here would be a crossing.
+    let flat = flatten(value);
+    if flat.starts_with('\u{2}') {
         return Err(invalid(format!("{what} must be an object of strings")));
     }
-    let flat = flatten(value);
     if let Some(key) = flat.strip_prefix('\u{1}') {
         return Err(invalid(format!(
             "{what}.{key} must be a string or a number, not an object"
