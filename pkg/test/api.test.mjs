@@ -232,3 +232,20 @@ test('params: NUL characters and nested values are refused, numbers kept as JS w
   assert.deepEqual(wx.parseXml(wx.toXml({ big: 1e21, small: 0.5 })), { big: '1e+21', small: '0.5' });
   assert.equal(wx.sign({}, 'k'), createHash('md5').update('&key=k').digest('hex').toUpperCase());
 });
+
+test('parseNotify: a failed payment, and values that look like the wire markers survive', () => {
+  const key = DOC.key;
+  const base = { return_code: 'SUCCESS', appid: 'wxapp', mch_id: '1', out_trade_no: 'o1', total_fee: '7', nonce_str: 'n' };
+  const paid = { ...base, result_code: 'SUCCESS', transaction_id: '42' };
+  const p = wx.parseNotify(wx.toXml({ ...paid, sign: wx.sign(paid, key) }), key, 'MD5');
+  assert.equal(p.err_code, null);
+  assert.equal(p.err_code_des, null);
+  assert.strictEqual(p.total_fee, 7);
+  const failed = { ...base, result_code: 'FAIL', err_code: 'NOTENOUGH', err_code_des: '\u0002余额不足' };
+  const f = wx.parseNotify(wx.toXml({ ...failed, sign: wx.sign(failed, key) }), key, 'MD5');
+  assert.equal(f.result_code, 'FAIL');
+  assert.equal(f.err_code, 'NOTENOUGH');
+  assert.strictEqual(f.err_code_des, '\u0002余额不足');
+  assert.strictEqual(f.total_fee, 7);
+  assert.equal(f.params.err_code_des, '\u0002余额不足');
+});

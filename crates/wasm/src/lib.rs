@@ -60,10 +60,23 @@ export function unflatten(s) {
   for (let i = 0; i + 1 < parts.length; i += 2) o[parts[i]] = parts[i + 1];
   return o;
 }
+export function record(s, nested, value) {
+  const o = {};
+  const parts = s.split('\u0000');
+  for (let i = 0; i + 1 < parts.length; i += 2) {
+    const v = parts[i + 1];
+    o[parts[i]] = v === '\u0001' ? null : v.charCodeAt(0) === 2 ? Number(v.slice(1)) : v;
+  }
+  o[nested] = value;
+  return o;
+}
 "#)]
 extern "C" {
     fn flatten(obj: &JsValue) -> String;
     fn unflatten(flat: &str) -> JsValue;
+    /// A result object in one crossing: `"k\0v\0…"` where a value `\u{1}` is null and
+    /// `\u{2}123` the number 123, plus one nested value.
+    fn record(flat: &str, nested: &str, value: JsValue) -> JsValue;
 }
 
 /// A JS params object flattened to `"n\0k\0v\0…k\0v\0"`: the count of pairs, then the
@@ -428,21 +441,41 @@ pub fn parse_notify(body: JsValue, key: &str, sign_type: String) -> Result<JsVal
             err_code_des,
         } => ("FAIL", Some(err_code.as_str()), Some(err_code_des.as_str())),
     };
-    let opt = |v: Option<&str>| v.map_or(JsValue::NULL, str_js);
-    Ok(object([
-        ("appid", str_js(&n.appid)),
-        ("mch_id", str_js(&n.mch_id)),
-        ("out_trade_no", str_js(&n.out_trade_no)),
-        ("transaction_id", str_js(&n.transaction_id)),
-        // Fen fit a JS number exactly far beyond any real payment (2^53 fen).
-        ("total_fee", JsValue::from_f64(n.total_fee.get() as f64)),
-        ("openid", str_js(&n.openid)),
-        ("time_end", str_js(&n.time_end)),
-        ("result_code", str_js(result_code)),
-        ("err_code", opt(err_code)),
-        ("err_code_des", opt(err_code_des)),
-        ("params", params_js(&n.params)),
-    ]))
+    let text = [
+        ("appid", n.appid.as_str()),
+        ("mch_id", &n.mch_id),
+        ("out_trade_no", &n.out_trade_no),
+        ("transaction_id", &n.transaction_id),
+        ("openid", &n.openid),
+        ("time_end", &n.time_end),
+        ("result_code", result_code),
+    ];
+    let nullable = [("err_code", err_code), ("err_code_des", err_code_des)];
+    // Fen fit a JS number exactly far beyond any real payment (2^53 fen).
+    let total_fee = n.total_fee.get();
+    let params = params_js(&n.params);
+
+    // One crossing with `record` unless a value could be mistaken for its markers.
+    let plain = |v: &str| !v.contains('\0') && !v.starts_with(['\u{1}', '\u{2}']);
+    if !(text.iter().all(|(_, v)| plain(v)) && nullable.iter().all(|(_, v)| v.is_none_or(plain))) {
+        let mut pairs: Vec<(&str, JsValue)> = text.iter().map(|(k, v)| (*k, str_js(v))).collect();
+        pairs.extend(
+            nullable
+                .iter()
+                .map(|(k, v)| (*k, v.map_or(JsValue::NULL, str_js))),
+        );
+        pairs.push(("total_fee", JsValue::from_f64(total_fee as f64)));
+        pairs.push(("params", params));
+        return Ok(object(pairs));
+    }
+    let mut flat = format!("total_fee\0\u{2}{total_fee}");
+    for (k, v) in text {
+        flat.extend(["\0", k, "\0", v]);
+    }
+    for (k, v) in nullable {
+        flat.extend(["\0", k, "\0", v.unwrap_or("\u{1}")]);
+    }
+    Ok(record(&flat, "params", params))
 }
 
 /// The XML answer to a notify: `SUCCESS`/`OK`, or `FAIL` with the reason.
