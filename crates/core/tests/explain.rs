@@ -13,6 +13,19 @@ fn doc() -> Params {
     common::doc_params()
 }
 
+/// wx.requestPayment params for the doc appid, signed with the doc key.
+fn doc_payment_params() -> Params {
+    payment_params(
+        "wxd930ea5d5a258f4f",
+        "wx2017",
+        KEY,
+        SignType::Md5,
+        1_700_000_000,
+        "n0nce",
+    )
+    .to_params()
+}
+
 fn md5_upper(s: &str) -> String {
     Md5::digest(s.as_bytes())
         .iter()
@@ -125,15 +138,7 @@ fn sign_type_left_out_or_added() {
 
 #[test]
 fn timestamp_casing_in_payment_params() {
-    let pp = payment_params(
-        "wxd930ea5d5a258f4f",
-        "wx2017",
-        KEY,
-        SignType::Md5,
-        1_700_000_000,
-        "n0nce",
-    )
-    .to_params();
+    let pp = doc_payment_params();
     let mut wrong = pp.clone();
     let ts = wrong.remove("timeStamp").unwrap();
     wrong.insert("timestamp".into(), ts);
@@ -155,15 +160,7 @@ fn timestamp_casing_in_payment_params() {
 
 #[test]
 fn unifiedorder_sign_passed_as_pay_sign() {
-    let pp = payment_params(
-        "wxd930ea5d5a258f4f",
-        "wx2017",
-        KEY,
-        SignType::Md5,
-        1_700_000_000,
-        "n0nce",
-    )
-    .to_params();
+    let pp = doc_payment_params();
     let unified = "C380BEC2BFD727A4B6845133519F3AD6";
     let e = explain_sign(
         &pp,
