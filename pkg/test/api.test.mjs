@@ -249,3 +249,15 @@ test('parseNotify: a failed payment, and values that look like the wire markers 
   assert.strictEqual(f.total_fee, 7);
   assert.equal(f.params.err_code_des, '\u0002余额不足');
 });
+
+test('params read through getters: a throwing getter is an error, re-entry works, and the package stays usable', () => {
+  const throwing = { a: '1', get b() { throw new Error('boom'); } };
+  assert.throws(() => wx.sign(throwing, 'k'), /boom/);
+  const reentrant = { a: '1', get b() { return wx.sign({ inner: 'x' }, 'k'); } };
+  const inner = wx.sign({ inner: 'x' }, 'k');
+  assert.equal(wx.sign(reentrant, 'k'), wx.sign({ a: '1', b: inner }, 'k'));
+  assert.equal(wx.sign(DOC.params, DOC.key), DOC.md5, 'still works afterwards');
+  const big = Object.fromEntries(Array.from({ length: 400 }, (_, i) => [`k${i}`, '学'.repeat(40)]));
+  const s = Object.keys(big).sort().map((k) => `${k}=${big[k]}`).join('&') + '&key=k';
+  assert.equal(wx.sign(big, 'k'), createHash('md5').update(s).digest('hex').toUpperCase(), 'a body larger than the buffer');
+});

@@ -6,6 +6,7 @@
 //! branch on `err.code`, never on message text.
 
 use js_sys::{Array, Object, Reflect};
+use std::cell::RefCell;
 use wasm_bindgen::prelude::*;
 use wxedge_core::explain::{self, Context, Mistake};
 use wxedge_core::notify::{self, Outcome};
@@ -31,10 +32,12 @@ fn invalid(message: impl AsRef<str>) -> JsValue {
 
 // Strings and values are what is expensive to move across the wasm boundary: every
 // crossing costs about as much as hashing a short string. Params therefore travel as one
-// `"k\0v\0k\0v…"` string each way, built and taken apart by these two functions in a
-// single call. (scripts/lib/common.sh rewrites the `export`s for the CommonJS build.)
+// `"k\0v\0k\0v…"` string each way, built and taken apart by these functions in a single
+// call; inbound, the engine encodes it straight into a buffer in wasm memory (one native
+// `encodeInto`, no per-character copy by the glue). (scripts/lib/common.sh rewrites the
+// `export`s for the CommonJS build.)
 #[wasm_bindgen(inline_js = r#"
-export function flatten(obj) {
+function flat(obj) {
   if (typeof obj !== 'object' || obj === null || Array.isArray(obj)) return '\u0002';
   let out = '';
   let n = 0;
@@ -52,6 +55,12 @@ export function flatten(obj) {
     n++;
   }
   return n + '\u0000' + out;
+}
+const utf8 = new TextEncoder();
+export function flattenInto(obj, memory, ptr, cap) {
+  const s = flat(obj);
+  const { read, written } = utf8.encodeInto(s, new Uint8Array(memory.buffer, ptr, cap));
+  return read === s.length ? written : -3 * s.length;
 }
 export function unflatten(s) {
   const o = {};
@@ -72,7 +81,10 @@ export function record(s, nested, value) {
 }
 "#)]
 extern "C" {
-    fn flatten(obj: &JsValue) -> String;
+    // `catch`: a getter that throws comes back as an Err, so our borrow of the buffer ends
+    // normally instead of being skipped by a JS exception unwinding through wasm.
+    #[wasm_bindgen(catch, js_name = flattenInto)]
+    fn flatten_into(obj: &JsValue, memory: &JsValue, ptr: u32, cap: u32) -> Result<i32, JsValue>;
     fn unflatten(flat: &str) -> JsValue;
     /// A result object in one crossing: `"k\0v\0…"` where a value `\u{1}` is null and
     /// `\u{2}123` the number 123, plus one nested value.
@@ -82,18 +94,51 @@ extern "C" {
 /// A JS params object flattened to `"n\0k\0v\0…k\0v\0"`: the count of pairs, then the
 /// pairs (numbers and booleans stringified as `String(x)` would; `null`/`undefined`
 /// values left out, like empty ones).
-fn flat_of(value: &JsValue, what: &str) -> Result<String, JsValue> {
-    // The type checks happen inside `flatten`: each check from here would be a crossing.
-    let flat = flatten(value);
-    if flat.starts_with('\u{2}') {
-        return Err(invalid(format!("{what} must be an object of strings")));
+/// Runs `f` on the flattened form of a JS params object: `"n\0k\0v\0…k\0v\0"`, the count
+/// of pairs then the pairs (numbers and booleans as `String(x)` writes them; `null` and
+/// `undefined` values left out, like empty ones), read from a reused buffer.
+fn with_flat<R>(
+    value: &JsValue,
+    what: &str,
+    f: impl FnOnce(&str) -> Result<R, JsValue>,
+) -> Result<R, JsValue> {
+    thread_local! {
+        static BUF: RefCell<Vec<u8>> = RefCell::new(vec![0; 8192]);
     }
-    if let Some(key) = flat.strip_prefix('\u{1}') {
-        return Err(invalid(format!(
+    let run = |buf: &mut Vec<u8>| {
+        let memory = wasm_bindgen::memory();
+        let written = loop {
+            // The JS side writes into `buf` through wasm memory and says how much it wrote,
+            // or (negative) how large the buffer must be.
+            let n = flatten_into(value, &memory, buf.as_mut_ptr() as u32, buf.len() as u32)?;
+            match usize::try_from(n) {
+                Ok(n) => break n,
+                Err(_) => buf.resize(n.unsigned_abs() as usize, 0),
+            }
+        };
+        let flat = std::str::from_utf8(buf.get(..written).unwrap_or_default())
+            .map_err(|_| invalid(format!("{what} is not valid text")))?;
+        // The type checks happen in JS: each check from here would be a crossing.
+        if flat.starts_with('\u{2}') {
+            return Err(invalid(format!("{what} must be an object of strings")));
+        }
+        check_nested(flat, what)?;
+        f(flat)
+    };
+    // Re-entered (a getter in `value` calling back into wxedge): use a fresh buffer.
+    BUF.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => run(&mut buf),
+        Err(_) => run(&mut vec![0; 8192]),
+    })
+}
+
+fn check_nested(flat: &str, what: &str) -> Result<(), JsValue> {
+    match flat.strip_prefix('\u{1}') {
+        Some(key) => Err(invalid(format!(
             "{what}.{key} must be a string or a number, not an object"
-        )));
+        ))),
+        None => Ok(()),
     }
-    Ok(flat)
 }
 
 /// The pairs of a flat string, sorted by key in byte order (JS keys are unique). A NUL
@@ -127,12 +172,13 @@ fn sorted_pairs<'a>(flat: &'a str, what: &str) -> Result<Vec<(&'a str, &'a str)>
 
 /// A JS params object → [`Params`].
 fn params_of(value: &JsValue, what: &str) -> Result<Params, JsValue> {
-    let flat = flat_of(value, what)?;
-    let mut params = Params::new();
-    for (k, v) in sorted_pairs(&flat, what)? {
-        params.insert(k.to_owned(), v.to_owned());
-    }
-    Ok(params)
+    with_flat(value, what, |flat| {
+        let mut params = Params::new();
+        for (k, v) in sorted_pairs(flat, what)? {
+            params.insert(k.to_owned(), v.to_owned());
+        }
+        Ok(params)
+    })
 }
 
 /// The sign type given, else the one the pairs name (absent = MD5).
@@ -209,24 +255,26 @@ fn body_of(value: &JsValue, what: &str) -> Result<Vec<u8>, JsValue> {
 #[wasm_bindgen(js_name = sign)]
 pub fn sign_js(params: JsValue, key: &str, sign_type: Option<String>) -> Result<String, JsValue> {
     // Signed straight from the borrowed pairs: no map, no per-field allocation.
-    let flat = flat_of(&params, "params")?;
-    let pairs = sorted_pairs(&flat, "params")?;
-    let t = sign_type_for(sign_type, &pairs)?;
-    Ok(sign::sign_sorted_pairs(pairs, key, t).to_string())
+    with_flat(&params, "params", |flat| {
+        let pairs = sorted_pairs(flat, "params")?;
+        let t = sign_type_for(sign_type, &pairs)?;
+        Ok(sign::sign_sorted_pairs(pairs, key, t).to_string())
+    })
 }
 
 /// Whether `params.sign` is right. For a notify pass your merchant's `signType`: WeChat
 /// may leave `sign_type` out even for HMAC-SHA256.
 #[wasm_bindgen(js_name = verifySign)]
 pub fn verify_sign(params: JsValue, key: &str, sign_type: Option<String>) -> Result<bool, JsValue> {
-    let flat = flat_of(&params, "params")?;
-    let pairs = sorted_pairs(&flat, "params")?;
-    let t = sign_type_for(sign_type, &pairs)?;
-    match sign::verify_sorted_pairs(&pairs, key, t) {
-        Ok(()) => Ok(true),
-        Err(sign::SignError::Mismatch) => Ok(false),
-        Err(e) => Err(core_error(e)),
-    }
+    with_flat(&params, "params", |flat| {
+        let pairs = sorted_pairs(flat, "params")?;
+        let t = sign_type_for(sign_type, &pairs)?;
+        match sign::verify_sorted_pairs(&pairs, key, t) {
+            Ok(()) => Ok(true),
+            Err(sign::SignError::Mismatch) => Ok(false),
+            Err(e) => Err(core_error(e)),
+        }
+    })
 }
 
 #[wasm_bindgen(js_name = toXml)]
