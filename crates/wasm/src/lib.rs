@@ -91,9 +91,6 @@ extern "C" {
     fn record(flat: &str, nested: &str, value: JsValue) -> JsValue;
 }
 
-/// A JS params object flattened to `"n\0k\0v\0…k\0v\0"`: the count of pairs, then the
-/// pairs (numbers and booleans stringified as `String(x)` would; `null`/`undefined`
-/// values left out, like empty ones).
 /// Runs `f` on the flattened form of a JS params object: `"n\0k\0v\0…k\0v\0"`, the count
 /// of pairs then the pairs (numbers and booleans as `String(x)` writes them; `null` and
 /// `undefined` values left out, like empty ones), read from a reused buffer.
