@@ -191,36 +191,50 @@ pub fn sign_sorted_pairs<'a>(
     key: &str,
     sign_type: SignType,
 ) -> Signature {
-    match sign_type {
-        SignType::Md5 => {
-            let mut h = Md5::new();
-            feed_canonical(pairs, |p| h.update(p));
-            h.update(b"&key=");
-            h.update(key.as_bytes());
-            Signature::from_digest(&h.finalize())
-        }
-        SignType::HmacSha256 => {
-            // HMAC accepts keys of any length, so this cannot fail.
-            let mut m = <Hmac<Sha256> as KeyInit>::new_from_slice(key.as_bytes())
-                .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
-            feed_canonical(pairs, |p| m.update(p));
-            m.update(b"&key=");
-            m.update(key.as_bytes());
-            Signature::from_digest(&m.finalize().into_bytes())
-        }
-    }
+    let mut h = Hasher::new(sign_type, key);
+    feed_canonical(pairs, |p| h.update(p));
+    h.update(b"&key=");
+    h.update(key.as_bytes());
+    h.finish()
 }
 
 /// The sign of an arbitrary message: `MD5(message)` or `HMAC-SHA256(key, message)`.
 /// Only [`crate::explain`] needs this, to try the strings people sign by mistake.
 pub(crate) fn sign_message(message: &str, key: &str, sign_type: SignType) -> Signature {
-    match sign_type {
-        SignType::Md5 => Signature::from_digest(&Md5::digest(message.as_bytes())),
-        SignType::HmacSha256 => {
-            let mut m = <Hmac<Sha256> as KeyInit>::new_from_slice(key.as_bytes())
-                .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
-            m.update(message.as_bytes());
-            Signature::from_digest(&m.finalize().into_bytes())
+    let mut h = Hasher::new(sign_type, key);
+    h.update(message.as_bytes());
+    h.finish()
+}
+
+/// The two digests behind a v2 sign, fed in pieces so no string is ever built.
+enum Hasher {
+    Md5(Md5),
+    /// Keyed with the API key (which is also appended to the message).
+    HmacSha256(Hmac<Sha256>),
+}
+
+impl Hasher {
+    fn new(sign_type: SignType, key: &str) -> Self {
+        match sign_type {
+            SignType::Md5 => Hasher::Md5(Md5::new()),
+            SignType::HmacSha256 => Hasher::HmacSha256(
+                <Hmac<Sha256> as KeyInit>::new_from_slice(key.as_bytes())
+                    .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length")),
+            ),
+        }
+    }
+
+    fn update(&mut self, bytes: &[u8]) {
+        match self {
+            Hasher::Md5(h) => h.update(bytes),
+            Hasher::HmacSha256(m) => m.update(bytes),
+        }
+    }
+
+    fn finish(self) -> Signature {
+        match self {
+            Hasher::Md5(h) => Signature::from_digest(&h.finalize()),
+            Hasher::HmacSha256(m) => Signature::from_digest(&m.finalize().into_bytes()),
         }
     }
 }
@@ -237,12 +251,10 @@ pub fn sign_by_params(params: &Params, key: &str) -> Result<Signature, SignError
 /// `sign_type` even for an HMAC-SHA256 merchant, and an attacker must not pick the
 /// algorithm for us.
 pub fn verify(params: &Params, key: &str, sign_type: SignType) -> Result<(), SignError> {
-    let given = params.get("sign").ok_or(SignError::MissingSign)?;
-    if sign(params, key, sign_type).matches(given) {
-        Ok(())
-    } else {
-        Err(SignError::Mismatch)
-    }
+    judge(
+        params.get("sign").map(String::as_str),
+        sign(params, key, sign_type),
+    )
 }
 
 /// [`verify`] over borrowed pairs sorted by key in byte order (see [`sign_sorted_pairs`]).
@@ -251,15 +263,19 @@ pub fn verify_sorted_pairs(
     key: &str,
     sign_type: SignType,
 ) -> Result<(), SignError> {
-    let given = pairs
-        .iter()
-        .find(|(k, _)| *k == "sign")
-        .map(|(_, v)| *v)
-        .ok_or(SignError::MissingSign)?;
-    if sign_sorted_pairs(pairs.iter().copied(), key, sign_type).matches(given) {
-        Ok(())
-    } else {
-        Err(SignError::Mismatch)
+    let given = pairs.iter().find(|(k, _)| *k == "sign").map(|(_, v)| *v);
+    judge(
+        given,
+        sign_sorted_pairs(pairs.iter().copied(), key, sign_type),
+    )
+}
+
+/// The verdict on a received sign against the one we computed.
+fn judge(given: Option<&str>, expected: Signature) -> Result<(), SignError> {
+    match given {
+        None => Err(SignError::MissingSign),
+        Some(given) if expected.matches(given) => Ok(()),
+        Some(_) => Err(SignError::Mismatch),
     }
 }
 
