@@ -613,22 +613,35 @@ pub fn payment_params(
     timestamp: i64,
     nonce_str: &str,
 ) -> PaymentParams {
-    let mut p = Params::new();
-    put(&mut p, "appId", appid);
-    put(&mut p, "timeStamp", timestamp.to_string());
-    put(&mut p, "nonceStr", nonce_str);
-    put(&mut p, "package", format!("prepay_id={prepay_id}"));
-    put(&mut p, "signType", sign_type.as_str());
-    let pay_sign = sign::sign(&p, key, sign_type).to_string();
-    let mut take = |k: &str| p.remove(k).unwrap_or_default();
+    let time_stamp = timestamp.to_string();
+    let package = format!("prepay_id={prepay_id}");
+    let pay_sign = pay_sign(appid, &time_stamp, nonce_str, &package, sign_type, key).to_string();
     PaymentParams {
-        app_id: take("appId"),
-        time_stamp: take("timeStamp"),
-        nonce_str: take("nonceStr"),
-        package: take("package"),
-        sign_type: take("signType"),
+        app_id: appid.to_owned(),
+        time_stamp,
+        nonce_str: nonce_str.to_owned(),
+        package,
+        sign_type: sign_type.as_str().to_owned(),
         pay_sign,
     }
+}
+
+/// The second sign: over exactly the five camelCase fields the WeChat app checks.
+fn pay_sign(
+    appid: &str,
+    time_stamp: &str,
+    nonce_str: &str,
+    package: &str,
+    sign_type: SignType,
+    key: &str,
+) -> sign::Signature {
+    let mut signed = Params::new();
+    put(&mut signed, "appId", appid);
+    put(&mut signed, "timeStamp", time_stamp);
+    put(&mut signed, "nonceStr", nonce_str);
+    put(&mut signed, "package", package);
+    put(&mut signed, "signType", sign_type.as_str());
+    sign::sign(&signed, key, sign_type)
 }
 
 /// Checks `wx.requestPayment` fields as the WeChat app does: `appId` (if present) is
@@ -665,14 +678,9 @@ pub fn verify_payment_params(params: &Params, appid: &str, key: &str) -> Result<
         });
     }
     let sign_type: SignType = field("signType")?.parse()?;
-    let pay_sign = field("paySign")?;
-    let mut signed = Params::new();
-    put(&mut signed, "appId", appid);
-    put(&mut signed, "timeStamp", time_stamp);
-    put(&mut signed, "nonceStr", field("nonceStr")?);
-    put(&mut signed, "package", package);
-    put(&mut signed, "signType", sign_type.as_str());
-    if sign::sign(&signed, key, sign_type).matches(pay_sign) {
+    let given = field("paySign")?;
+    let nonce_str = field("nonceStr")?;
+    if pay_sign(appid, time_stamp, nonce_str, package, sign_type, key).matches(given) {
         Ok(())
     } else {
         Err(PayError::Sign(SignError::Mismatch))
