@@ -174,14 +174,7 @@ fn mask(key: &str) -> String {
 fn named_algorithm(params: &Params) -> (SignType, Option<&'static str>) {
     for k in ["sign_type", "signType"] {
         if let Some(v) = params.get(k) {
-            return (
-                v.parse().unwrap_or_default(),
-                Some(if k == "sign_type" {
-                    "sign_type"
-                } else {
-                    "signType"
-                }),
-            );
+            return (v.parse().unwrap_or_default(), Some(k));
         }
     }
     (SignType::Md5, None)
