@@ -19,8 +19,10 @@
 //! | [`login`] | `jscode2session`: the request and its answer, errcodes typed |
 //! | [`pay`] | unifiedorder, wx.requestPayment params, orderquery, closeorder |
 //! | [`notify`] | the payment notify: verify, check against the order, reply |
+//! | [`answer`] | WeChat's side: judging a merchant's request, writing WeChat's answers |
 //! | [`random`] | nonce_str, out_trade_no, session tokens from getrandom |
 
+pub mod answer;
 pub mod crypt;
 pub mod error;
 pub mod explain;

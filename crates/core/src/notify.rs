@@ -159,6 +159,13 @@ impl Notify {
     }
 }
 
+/// WeChat's notify retry schedule in seconds: after the first attempt, it tries again
+/// after each of these delays until it reads `SUCCESS` (15 retries over about 24 hours).
+/// A receiver must therefore expect the same notify many times.
+pub const RETRY_SCHEDULE_SECS: [u64; 15] = [
+    15, 15, 30, 180, 600, 1200, 1800, 1800, 1800, 3600, 10800, 10800, 10800, 21600, 21600,
+];
+
 /// The answer that stops WeChat's retries.
 pub fn reply_success() -> String {
     xml::write_xml([("return_code", "SUCCESS"), ("return_msg", "OK")].into_iter())
@@ -167,6 +174,12 @@ pub fn reply_success() -> String {
 /// The answer that asks WeChat to retry later (or records why we refused).
 pub fn reply_fail(reason: &str) -> String {
     xml::write_xml([("return_code", "FAIL"), ("return_msg", reason)].into_iter())
+}
+
+/// Whether a receiver's answer to a notify stops WeChat's retries: XML whose
+/// `return_code` is `SUCCESS`. Anything else (FAIL, HTML, an empty body) means "again".
+pub fn is_success_reply(body: &[u8]) -> bool {
+    xml::parse_xml(body).is_ok_and(|p| p.get("return_code").map(String::as_str) == Some("SUCCESS"))
 }
 
 /// What a payment notify says, for the side that sends it (the simulator, tests).

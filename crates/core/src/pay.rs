@@ -263,6 +263,30 @@ fn is_wechat_time(s: &str) -> bool {
     (1..=12).contains(&mo) && (1..=31).contains(&d) && h < 24 && mi < 60 && se < 60
 }
 
+/// A Unix time (seconds) as WeChat writes times: `yyyyMMddHHmmss` in Beijing time
+/// (UTC+8, no daylight saving), e.g. for `time_expire` and `time_end`. The caller reads
+/// the clock; the core only formats.
+pub fn wechat_time(unix_secs: i64) -> String {
+    let t = unix_secs + 8 * 3600;
+    let (days, secs) = (t.div_euclid(86_400), t.rem_euclid(86_400));
+    // Howard Hinnant's civil_from_days: proleptic Gregorian date of a day count.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}{month:02}{day:02}{:02}{:02}{:02}",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
 /// Every problem of a unifiedorder parameter map, at once (WeChat's documented limits;
 /// lengths are in bytes of UTF-8, as WeChat counts them). Needs no key: `sign`, if
 /// present, is only checked for shape.
@@ -698,5 +722,19 @@ impl PaymentParams {
         put(&mut p, "signType", &self.sign_type);
         put(&mut p, "paySign", &self.pay_sign);
         p
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wechat_time;
+
+    #[test]
+    fn wechat_time_is_beijing_time() {
+        assert_eq!(wechat_time(0), "19700101080000");
+        // 2026-11-25 14:24:05 UTC is 22:24:05 in Beijing.
+        assert_eq!(wechat_time(1_795_616_645), "20261125222405");
+        // Crossing midnight and a leap day: 2024-02-28 16:00:00 UTC.
+        assert_eq!(wechat_time(1_709_136_000), "20240229000000");
     }
 }

@@ -1,0 +1,202 @@
+//! Injected failures: "for the next N matching calls, do X". They let a test show what
+//! the worker does when WeChat misbehaves, which real WeChat does rarely and never on
+//! demand.
+
+use serde::{Deserialize, Serialize};
+
+/// Which call a fault applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Target {
+    Jscode2session,
+    Unifiedorder,
+    Orderquery,
+    Closeorder,
+    /// `/sim/pay`, the app's payment.
+    Pay,
+    /// The notify WeChat sends after a payment.
+    Notify,
+}
+
+/// What goes wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// Answer HTTP 500 with no body WeChat would write.
+    Http500,
+    /// Hold the request for `delay_ms`, then answer 504: the caller should have given up.
+    Timeout,
+    /// WeChat's SYSTEMERROR (`errcode -1` for jscode2session).
+    SystemError,
+    /// The payer's balance is short: `/sim/pay` fails, the order stays NOTPAY.
+    NotEnough,
+    /// After the notify is acknowledged, send it once more.
+    Duplicate,
+    /// Hold this notify for `delay_ms` so notifies of later payments overtake it.
+    OutOfOrder,
+    /// Before the genuine notify, send one signed with a wrong key (a forgery).
+    WrongSign,
+    /// Before the genuine notify, send one correctly signed but for 1 fen more.
+    WrongAmount,
+}
+
+impl Kind {
+    fn allowed(self, target: Target) -> bool {
+        use Kind::*;
+        use Target::*;
+        match self {
+            Http500 | Timeout => !matches!(target, Notify | Pay),
+            SystemError => !matches!(target, Notify | Pay),
+            NotEnough => target == Pay,
+            Duplicate | OutOfOrder | WrongSign | WrongAmount => target == Notify,
+        }
+    }
+}
+
+/// A fault as `/sim/faults` takes it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultRequest {
+    pub target: Target,
+    pub kind: Kind,
+    /// How many matching calls it applies to (default 1).
+    #[serde(default = "one")]
+    pub count: u32,
+    /// Only calls about this order (pay targets and notify).
+    pub out_trade_no: Option<String>,
+    /// For `timeout` (default 10 000) and `out_of_order` (default 1 000).
+    pub delay_ms: Option<u64>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fault {
+    pub id: u64,
+    pub target: Target,
+    pub kind: Kind,
+    pub remaining: u32,
+    pub out_trade_no: Option<String>,
+    pub delay_ms: u64,
+}
+
+impl FaultRequest {
+    /// The fault, or what is wrong with the request.
+    pub fn into_fault(self, id: u64) -> Result<Fault, String> {
+        if !self.kind.allowed(self.target) {
+            return Err(format!(
+                "fault kind {:?} does not apply to target {:?}: http_500, timeout and system_error \
+                 apply to jscode2session, unifiedorder, orderquery and closeorder; not_enough to \
+                 pay; duplicate, out_of_order, wrong_sign and wrong_amount to notify",
+                self.kind, self.target
+            ));
+        }
+        if self.count == 0 || self.count > 100_000 {
+            return Err("count must be between 1 and 100000".into());
+        }
+        if self.out_trade_no.is_some() && self.target == Target::Jscode2session {
+            return Err("out_trade_no does not apply to jscode2session".into());
+        }
+        let delay_ms = self.delay_ms.unwrap_or(match self.kind {
+            Kind::Timeout => 10_000,
+            _ => 1_000,
+        });
+        if delay_ms > 600_000 {
+            return Err("delay_ms must be at most 600000 (10 minutes)".into());
+        }
+        Ok(Fault {
+            id,
+            target: self.target,
+            kind: self.kind,
+            remaining: self.count,
+            out_trade_no: self.out_trade_no,
+            delay_ms,
+        })
+    }
+}
+
+/// Takes one use of the first fault for `target` that matches `out_trade_no`.
+pub fn take(faults: &mut Vec<Fault>, target: Target, out_trade_no: Option<&str>) -> Option<Fault> {
+    let i = faults.iter().position(|f| {
+        f.target == target
+            && f.out_trade_no
+                .as_deref()
+                .is_none_or(|want| Some(want) == out_trade_no)
+    })?;
+    let fault = faults[i].clone();
+    faults[i].remaining -= 1;
+    if faults[i].remaining == 0 {
+        faults.remove(i);
+    }
+    Some(fault)
+}
+
+/// Takes one use of every notify fault matching `out_trade_no` (one of each kind), so
+/// a duplicate and a forgery can hit the same notify.
+pub fn take_notify(faults: &mut Vec<Fault>, out_trade_no: &str) -> Vec<Fault> {
+    let mut taken: Vec<Fault> = Vec::new();
+    while let Some(i) = faults.iter().position(|f| {
+        f.target == Target::Notify
+            && !taken.iter().any(|t| t.kind == f.kind)
+            && f.out_trade_no.as_deref().is_none_or(|w| w == out_trade_no)
+    }) {
+        taken.push(faults[i].clone());
+        faults[i].remaining -= 1;
+        if faults[i].remaining == 0 {
+            faults.remove(i);
+        }
+    }
+    taken
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(target: Target, kind: Kind) -> FaultRequest {
+        FaultRequest {
+            target,
+            kind,
+            count: 2,
+            out_trade_no: None,
+            delay_ms: None,
+        }
+    }
+
+    #[test]
+    fn nonsense_combinations_are_refused() {
+        assert!(req(Target::Notify, Kind::Http500).into_fault(1).is_err());
+        assert!(
+            req(Target::Unifiedorder, Kind::Duplicate)
+                .into_fault(1)
+                .is_err()
+        );
+        assert!(req(Target::Pay, Kind::NotEnough).into_fault(1).is_ok());
+    }
+
+    #[test]
+    fn faults_are_used_up_and_matched_by_order() {
+        let mut f = vec![
+            FaultRequest {
+                out_trade_no: Some("A".into()),
+                ..req(Target::Orderquery, Kind::SystemError)
+            }
+            .into_fault(1)
+            .unwrap(),
+        ];
+        assert!(take(&mut f, Target::Orderquery, Some("B")).is_none());
+        assert!(take(&mut f, Target::Orderquery, Some("A")).is_some());
+        assert!(take(&mut f, Target::Orderquery, Some("A")).is_some());
+        assert!(take(&mut f, Target::Orderquery, Some("A")).is_none());
+        let mut f = vec![
+            req(Target::Notify, Kind::Duplicate).into_fault(1).unwrap(),
+            req(Target::Notify, Kind::WrongSign).into_fault(2).unwrap(),
+        ];
+        let kinds: Vec<Kind> = take_notify(&mut f, "X").iter().map(|f| f.kind).collect();
+        assert_eq!(kinds, [Kind::Duplicate, Kind::WrongSign]);
+        assert_eq!(take_notify(&mut f, "Y").len(), 2);
+        assert!(f.is_empty());
+    }
+}

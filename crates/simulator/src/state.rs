@@ -1,0 +1,154 @@
+//! Everything the simulated WeChat remembers. Plain data behind one lock, serializable so
+//! `--state FILE` can carry it across restarts.
+
+use std::collections::{HashMap, VecDeque};
+
+use serde::{Deserialize, Serialize};
+use wxedge_core::Params;
+
+use crate::faults::Fault;
+
+/// A `wx.login` code: valid once, for 5 minutes, for the appid that asked for it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Code {
+    pub appid: String,
+    pub openid: String,
+    pub issued_ms: i64,
+    pub used: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct User {
+    pub appid: String,
+    pub openid: String,
+    /// The key of the latest jscode2session; a new login replaces it, and data encrypted
+    /// under the old one no longer decrypts with the new.
+    pub session_key: Option<String>,
+    pub unionid: Option<String>,
+    /// WeChat refuses such users with 40226.
+    pub high_risk: bool,
+    /// When this user's recent jscode2session calls happened (rate limit window).
+    pub calls: VecDeque<i64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum TradeState {
+    Notpay,
+    Success,
+    Closed,
+}
+
+impl TradeState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TradeState::Notpay => "NOTPAY",
+            TradeState::Success => "SUCCESS",
+            TradeState::Closed => "CLOSED",
+        }
+    }
+}
+
+/// How the notify of a paid order is going.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct NotifyProgress {
+    pub attempts: u32,
+    pub acknowledged: bool,
+    pub gave_up: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Order {
+    pub appid: String,
+    pub mch_id: String,
+    pub out_trade_no: String,
+    /// The business fields of the first unifiedorder: a second call must repeat them.
+    pub fields: Params,
+    pub total_fee: u64,
+    pub openid: Option<String>,
+    pub notify_url: String,
+    pub attach: Option<String>,
+    pub trade_type: String,
+    /// The algorithm of the unifiedorder call; the notify is signed with it.
+    pub sign_type: String,
+    pub prepay_id: String,
+    pub prepay_ms: i64,
+    pub created_ms: i64,
+    pub state: TradeState,
+    pub transaction_id: Option<String>,
+    pub time_end: Option<String>,
+    pub notify: NotifyProgress,
+}
+
+impl Order {
+    pub fn key(mch_id: &str, out_trade_no: &str) -> String {
+        format!("{mch_id}/{out_trade_no}")
+    }
+}
+
+/// One attempt to deliver a notify, as `/sim/notifications` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Delivery {
+    pub seq: u64,
+    pub out_trade_no: String,
+    /// `notify` for WeChat's genuine notify; otherwise the injected fault that made it
+    /// (`duplicate`, `wrong_sign`, `wrong_amount`).
+    pub kind: String,
+    /// 1 for the first try of this notify, then 2, 3… on retries.
+    pub attempt: u32,
+    pub at_ms: i64,
+    pub url: String,
+    /// The receiver's HTTP status, if it answered at all.
+    pub status: Option<u16>,
+    /// The start of what it answered.
+    pub answer: String,
+    /// Whether the answer was WeChat's `SUCCESS` (which stops the retries).
+    pub success: bool,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct State {
+    /// Added to the real clock: `/sim/clock` moves simulated time forward.
+    pub clock_offset_ms: i64,
+    pub codes: HashMap<String, Code>,
+    /// Keyed by `appid/openid`.
+    pub users: HashMap<String, User>,
+    /// Keyed by `mch_id/out_trade_no`.
+    pub orders: HashMap<String, Order>,
+    /// prepay_id → order key.
+    pub prepays: HashMap<String, String>,
+    pub deliveries: VecDeque<Delivery>,
+    pub faults: Vec<Fault>,
+    pub next_seq: u64,
+}
+
+/// The delivery log keeps this many entries; older ones are dropped first.
+pub const MAX_DELIVERIES: usize = 100_000;
+
+impl State {
+    pub fn user_key(appid: &str, openid: &str) -> String {
+        format!("{appid}/{openid}")
+    }
+
+    pub fn take_seq(&mut self) -> u64 {
+        self.next_seq += 1;
+        self.next_seq
+    }
+
+    pub fn log_delivery(&mut self, mut d: Delivery) {
+        d.seq = self.take_seq();
+        if self.deliveries.len() >= MAX_DELIVERIES {
+            self.deliveries.pop_front();
+        }
+        self.deliveries.push_back(d);
+    }
+
+    /// Codes are looked up by value; expired ones are dropped now and then so a long run
+    /// does not grow without bound.
+    pub fn prune_codes(&mut self, now_ms: i64, ttl_ms: i64) {
+        if self.codes.len() > 10_000 {
+            self.codes.retain(|_, c| now_ms - c.issued_ms <= ttl_ms);
+        }
+    }
+}

@@ -1,0 +1,413 @@
+//! WeChat's server endpoints: `jscode2session` (JSON) and the Pay v2 calls (XML).
+//!
+//! Each behaves as WeChat documents it, errors included: a code is good once, for five
+//! minutes, for the appid it was made for; a request whose sign does not verify is
+//! refused with 签名错误 before anything else is looked at; the same out_trade_no with
+//! the same parameters gives the same prepay_id.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::RawQuery;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use wxedge_core::answer::{self, Refusal};
+use wxedge_core::pay::{self, Merchant};
+use wxedge_core::{Params, crypt, random, xml};
+
+use crate::faults::{self, Kind, Target};
+use crate::state::{Order, State, TradeState};
+use crate::{CODE_TTL_MS, PREPAY_TTL_MS, RATE_LIMIT_CALLS, RATE_LIMIT_WINDOW_MS, Sim, SimState};
+
+/// WeChat answers jscode2session as JSON labelled `text/plain`.
+fn wechat_json(v: serde_json::Value) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        v.to_string(),
+    )
+        .into_response()
+}
+
+fn errcode(sim: &Sim, code: i64, msg: &str) -> Response {
+    let rid = format!("{:x}-{:x}", sim.now_ms() / 1000, sim.state().next_seq);
+    wechat_json(json!({ "errcode": code, "errmsg": format!("{msg}, rid: {rid}") }))
+}
+
+fn xml_response(body: String) -> Response {
+    ([(header::CONTENT_TYPE, "text/xml; charset=utf-8")], body).into_response()
+}
+
+/// The fault-injected answers every WeChat endpoint can give.
+async fn transport_fault(fault: &faults::Fault) -> Option<Response> {
+    match fault.kind {
+        Kind::Http500 => {
+            Some((StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error").into_response())
+        }
+        Kind::Timeout => {
+            tokio::time::sleep(Duration::from_millis(fault.delay_ms)).await;
+            Some((StatusCode::GATEWAY_TIMEOUT, "Gateway Timeout").into_response())
+        }
+        _ => None,
+    }
+}
+
+/// `GET /sns/jscode2session`: a wx.login code → openid + a fresh session_key.
+pub async fn jscode2session(sim: SimState, RawQuery(query): RawQuery) -> Response {
+    let sim = sim.0;
+    let q: Params = form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .into_owned()
+        .collect();
+    let arg = |k: &str| q.get(k).map(String::as_str).filter(|v| !v.is_empty());
+    let Some(appid) = arg("appid") else {
+        return errcode(&sim, 41002, "appid missing");
+    };
+    let Some(secret) = arg("secret") else {
+        return errcode(&sim, 41004, "appsecret missing");
+    };
+    let Some(js_code) = arg("js_code") else {
+        return errcode(&sim, 41008, "missing code");
+    };
+    if arg("grant_type") != Some("authorization_code") {
+        return errcode(&sim, 40002, "invalid grant_type: use authorization_code");
+    }
+    let Some(app) = sim.config.apps.get(appid) else {
+        return errcode(&sim, 40013, "invalid appid");
+    };
+    if app.secret != secret {
+        return errcode(&sim, 40125, "invalid appsecret");
+    }
+    let fault = faults::take(&mut sim.state_mut().faults, Target::Jscode2session, None);
+    if let Some(fault) = fault {
+        if let Some(res) = transport_fault(&fault).await {
+            return res;
+        }
+        return errcode(&sim, -1, "system error");
+    }
+    let now = sim.now_ms();
+    let session_key = match crypt::new_session_key() {
+        Ok(k) => k,
+        Err(_) => return errcode(&sim, -1, "system error"),
+    };
+    let mut st = sim.state_mut();
+    let Some(code) = st.codes.get(js_code).cloned() else {
+        drop(st);
+        return errcode(&sim, 40029, "invalid code");
+    };
+    if code.appid != appid || now - code.issued_ms > CODE_TTL_MS {
+        drop(st);
+        return errcode(&sim, 40029, "invalid code");
+    }
+    if code.used {
+        drop(st);
+        return errcode(&sim, 40163, "code been used");
+    }
+    let user_key = State::user_key(appid, &code.openid);
+    let Some(user) = st.users.get_mut(&user_key) else {
+        drop(st);
+        return errcode(&sim, 40029, "invalid code");
+    };
+    if user.high_risk {
+        drop(st);
+        return errcode(&sim, 40226, "invalid login: high risk user");
+    }
+    while user
+        .calls
+        .front()
+        .is_some_and(|&t| now - t >= RATE_LIMIT_WINDOW_MS)
+    {
+        user.calls.pop_front();
+    }
+    if user.calls.len() >= RATE_LIMIT_CALLS {
+        drop(st);
+        return errcode(
+            &sim,
+            45011,
+            "api minute-quota reach limit, retry next minute",
+        );
+    }
+    user.calls.push_back(now);
+    user.session_key = Some(session_key.clone());
+    let mut answer = json!({ "session_key": session_key, "openid": user.openid });
+    if let Some(unionid) = &user.unionid {
+        answer["unionid"] = json!(unionid);
+    }
+    if let Some(c) = st.codes.get_mut(js_code) {
+        c.used = true;
+    }
+    drop(st);
+    wechat_json(answer)
+}
+
+/// A business outcome: the fields of a success, or WeChat's err_code and its text.
+type Outcome = Result<Params, (&'static str, String)>;
+
+/// Finds the merchant a request names, as WeChat checks it before the sign.
+fn merchant_of(sim: &Sim, params: &Params) -> Result<Merchant, Refusal> {
+    let get = |k: &str| params.get(k).map(String::as_str).filter(|v| !v.is_empty());
+    let mch_id = get("mch_id").ok_or_else(|| Refusal::new("LACK_PARAMS", "缺少参数mch_id"))?;
+    let appid = get("appid").ok_or_else(|| Refusal::new("LACK_PARAMS", "缺少参数appid"))?;
+    let merchant = sim
+        .config
+        .merchants
+        .get(mch_id)
+        .ok_or_else(|| Refusal::new("MCHID_NOT_EXIST", "mch_id参数错误: 商户号不存在"))?;
+    if merchant.appid != appid {
+        return Err(Refusal::new("APPID_MCHID_NOT_MATCH", "appid和mch_id不匹配"));
+    }
+    Ok(merchant.clone())
+}
+
+/// The frame of every Pay call: faults, reading and verifying the request, the answer
+/// signed with the request's own algorithm.
+async fn pay_call(
+    sim: Arc<Sim>,
+    target: Target,
+    body: Bytes,
+    act: fn(&Sim, &Merchant, &Params) -> Outcome,
+) -> Response {
+    let out_trade_no = xml::parse_xml(&body)
+        .ok()
+        .and_then(|p| p.get("out_trade_no").cloned());
+    let fault = faults::take(&mut sim.state_mut().faults, target, out_trade_no.as_deref());
+    if let Some(res) = match &fault {
+        Some(f) => transport_fault(f).await,
+        None => None,
+    } {
+        return res;
+    }
+    let mut merchant = None;
+    let read = answer::read_signed_request(&body, |params| {
+        let m = merchant_of(&sim, params)?;
+        let key = m.key.clone();
+        merchant = Some(m);
+        Ok(key)
+    });
+    let (params, sign_type) = match read {
+        Ok(r) => r,
+        Err(refusal) => return xml_response(refusal.to_xml()),
+    };
+    let Some(mut merchant) = merchant else {
+        return xml_response(Refusal::new("SYSTEMERROR", "系统错误").to_xml());
+    };
+    merchant.sign_type = sign_type;
+    let outcome = if fault.is_some_and(|f| f.kind == Kind::SystemError) {
+        Err(("SYSTEMERROR", "系统超时".to_owned()))
+    } else {
+        act(&sim, &merchant, &params)
+    };
+    let outcome = match &outcome {
+        Ok(fields) => Ok(fields.clone()),
+        Err((code, des)) => Err((*code, des.as_str())),
+    };
+    match answer::signed(&merchant, outcome) {
+        Ok(xml) => xml_response(xml),
+        Err(_) => xml_response(Refusal::new("SYSTEMERROR", "系统错误").to_xml()),
+    }
+}
+
+pub async fn unifiedorder(sim: SimState, body: Bytes) -> Response {
+    pay_call(sim.0, Target::Unifiedorder, body, unified_order).await
+}
+
+pub async fn orderquery(sim: SimState, body: Bytes) -> Response {
+    pay_call(sim.0, Target::Orderquery, body, order_query).await
+}
+
+pub async fn closeorder(sim: SimState, body: Bytes) -> Response {
+    pay_call(sim.0, Target::Closeorder, body, close_order).await
+}
+
+/// The fields that make two unifiedorder calls "the same order": everything but the
+/// per-request nonce, the sign and its algorithm.
+fn order_fields(params: &Params) -> Params {
+    params
+        .iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "sign" | "sign_type" | "nonce_str"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+fn prepay_id(now_ms: i64) -> Result<String, (&'static str, String)> {
+    let tail = random::alphanumeric(20)
+        .map_err(|e| ("SYSTEMERROR", e.to_string()))?
+        .to_ascii_lowercase();
+    Ok(format!("wx{}{tail}", pay::wechat_time(now_ms / 1000)))
+}
+
+fn unified_order(sim: &Sim, merchant: &Merchant, params: &Params) -> Outcome {
+    let problems = pay::validate_unified_order(params);
+    if !problems.is_empty() {
+        let des = problems
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ");
+        return Err(("PARAM_ERROR", des));
+    }
+    let get = |k: &str| params.get(k).filter(|v| !v.is_empty()).cloned();
+    let out_trade_no = get("out_trade_no").unwrap_or_default();
+    let total_fee: u64 = get("total_fee")
+        .and_then(|v| v.parse().ok())
+        .ok_or(("PARAM_ERROR", "total_fee is invalid".to_owned()))?;
+    let trade_type = get("trade_type").unwrap_or_default();
+    let openid = get("openid");
+    let now = sim.now_ms();
+    let new_prepay = prepay_id(now)?;
+    let mut st = sim.state_mut();
+    if let Some(openid) = &openid
+        && !st
+            .users
+            .contains_key(&State::user_key(&merchant.appid, openid))
+    {
+        return Err((
+            "PARAM_ERROR",
+            format!(
+                "openid {openid} is not a user of appid {} (log the user in with /sim/login and jscode2session first)",
+                merchant.appid
+            ),
+        ));
+    }
+    let key = Order::key(&merchant.mch_id, &out_trade_no);
+    let fields = order_fields(params);
+    let prepay = if let Some(order) = st.orders.get_mut(&key) {
+        match order.state {
+            TradeState::Success => return Err(("ORDERPAID", "商户订单已支付".into())),
+            TradeState::Closed => return Err(("ORDERCLOSED", "订单已关闭".into())),
+            TradeState::Notpay => {}
+        }
+        if order.appid != merchant.appid {
+            return Err(("OUT_TRADE_NO_USED", "商户订单号重复".into()));
+        }
+        if order.fields != fields {
+            return Err((
+                "INVALID_REQUEST",
+                "201 商户订单号重复: an order with this out_trade_no exists with other parameters"
+                    .into(),
+            ));
+        }
+        if now - order.prepay_ms < PREPAY_TTL_MS {
+            order.prepay_id.clone()
+        } else {
+            order.prepay_id = new_prepay.clone();
+            order.prepay_ms = now;
+            st.prepays.insert(new_prepay.clone(), key);
+            new_prepay
+        }
+    } else {
+        let order = Order {
+            appid: merchant.appid.clone(),
+            mch_id: merchant.mch_id.clone(),
+            out_trade_no,
+            total_fee,
+            openid,
+            notify_url: get("notify_url").unwrap_or_default(),
+            attach: get("attach"),
+            trade_type: trade_type.clone(),
+            sign_type: merchant.sign_type.as_str().to_owned(),
+            fields,
+            prepay_id: new_prepay.clone(),
+            prepay_ms: now,
+            created_ms: now,
+            state: TradeState::Notpay,
+            transaction_id: None,
+            time_end: None,
+            notify: Default::default(),
+        };
+        st.orders.insert(key.clone(), order);
+        st.prepays.insert(new_prepay.clone(), key);
+        new_prepay
+    };
+    drop(st);
+    let mut out = Params::new();
+    if trade_type == "NATIVE" {
+        out.insert(
+            "code_url".into(),
+            format!(
+                "weixin://wxpay/bizpayurl/up?pr={}",
+                &prepay[prepay.len() - 8..]
+            ),
+        );
+    }
+    out.insert("prepay_id".into(), prepay);
+    out.insert("trade_type".into(), trade_type);
+    Ok(out)
+}
+
+fn find_order(
+    st: &State,
+    merchant: &Merchant,
+    params: &Params,
+) -> Result<Order, (&'static str, String)> {
+    let get = |k: &str| params.get(k).filter(|v| !v.is_empty());
+    let found = if let Some(no) = get("out_trade_no") {
+        st.orders.get(&Order::key(&merchant.mch_id, no))
+    } else if let Some(tid) = get("transaction_id") {
+        st.orders
+            .values()
+            .find(|o| o.mch_id == merchant.mch_id && o.transaction_id.as_ref() == Some(tid))
+    } else {
+        return Err((
+            "PARAM_ERROR",
+            "out_trade_no or transaction_id is required".into(),
+        ));
+    };
+    found
+        .cloned()
+        .ok_or(("ORDERNOTEXIST", "此交易订单号不存在".into()))
+}
+
+fn order_query(sim: &Sim, merchant: &Merchant, params: &Params) -> Outcome {
+    let order = find_order(&sim.state(), merchant, params)?;
+    let mut out = Params::new();
+    let mut put = |k: &str, v: &str| {
+        out.insert(k.to_owned(), v.to_owned());
+    };
+    put("out_trade_no", &order.out_trade_no);
+    put("trade_state", order.state.as_str());
+    put(
+        "trade_state_desc",
+        match order.state {
+            TradeState::Notpay => "订单未支付",
+            TradeState::Success => "支付成功",
+            TradeState::Closed => "订单已关闭",
+        },
+    );
+    put("total_fee", &order.total_fee.to_string());
+    put("fee_type", "CNY");
+    put("trade_type", &order.trade_type);
+    if let Some(openid) = &order.openid {
+        put("openid", openid);
+    }
+    if let Some(attach) = &order.attach {
+        put("attach", attach);
+    }
+    if order.state == TradeState::Success {
+        put("cash_fee", &order.total_fee.to_string());
+        put("bank_type", "OTHERS");
+        put("is_subscribe", "N");
+        put(
+            "transaction_id",
+            order.transaction_id.as_deref().unwrap_or_default(),
+        );
+        put("time_end", order.time_end.as_deref().unwrap_or_default());
+    }
+    Ok(out)
+}
+
+fn close_order(sim: &Sim, merchant: &Merchant, params: &Params) -> Outcome {
+    let mut st = sim.state_mut();
+    let order = find_order(&st, merchant, params)?;
+    match order.state {
+        TradeState::Success => Err(("ORDERPAID", "订单已支付，不能发起关单".into())),
+        TradeState::Closed => Err(("ORDERCLOSED", "订单已关闭，无法重复关闭".into())),
+        TradeState::Notpay => {
+            let key = Order::key(&order.mch_id, &order.out_trade_no);
+            if let Some(o) = st.orders.get_mut(&key) {
+                o.state = TradeState::Closed;
+            }
+            Ok(Params::new())
+        }
+    }
+}
