@@ -7,7 +7,9 @@ import { sign, verifySign, explainSign, decryptUserData, parseXml, toXml } from 
 const USAGE = `wxedge — WeChat Pay v2 & mini-program helper
 
 usage:
-  wxedge sign     [--sign-type MD5|HMAC-SHA256] [INPUT]     print the string signed and the sign
+  wxedge sign     [--sign-type MD5|HMAC-SHA256] [--output xml] [INPUT]
+                                                            print the string signed and the sign;
+                                                            --output xml: the signed XML body, to POST
   wxedge verify   [--sign-type T] [INPUT]                   check INPUT's own "sign"; explain a mismatch
   wxedge explain  --sign SIGN [--app-secret S] [--unified-order-sign S] [INPUT]
                                                             name the mistake that gives SIGN
@@ -94,6 +96,11 @@ function main() {
       const p = readParams(rest[0]);
       const t = flags['sign-type'];
       const s = sign(p, key(flags), t);
+      if (flags.output !== undefined && flags.output !== 'xml') fail('--output takes only "xml"');
+      if (flags.output === 'xml') {
+        process.stdout.write(toXml({ ...p, sign: s }) + '\n');
+        return;
+      }
       const e = explainSign(p, key(flags), s);
       process.stdout.write(`string signed (stringA):\n  ${e.canonical}\n${t ?? p.sign_type ?? 'MD5'}: ${s}\n`);
       return;

@@ -21,6 +21,15 @@ test('sign prints the canonical string and the sign; key from the environment', 
   assert.match(h.out, new RegExp(DOC.hmac));
 });
 
+test('sign --output xml prints a signed body that verifies', () => {
+  const r = run(['sign', '--output', 'xml', '--key', DOC.key, JSON.stringify(DOC.params)]);
+  assert.equal(r.status, 0, r.err);
+  assert.match(r.out, new RegExp(`^<xml>.*<sign><!\\[CDATA\\[${DOC.md5}\\]\\]></sign>.*</xml>\n$`));
+  const v = run(['verify', '--key', DOC.key, r.out.trim()]);
+  assert.equal(v.status, 0, v.out + v.err);
+  assert.equal(run(['sign', '--output', 'json', '--key', DOC.key, '{}']).status, 2);
+});
+
 test('verify accepts XML, explains a mismatch and exits 1', () => {
   const xml = `<xml>${Object.entries(DOC.params).map(([k, v]) => `<${k}>${v}</${k}>`).join('')}<sign>${DOC.md5.toLowerCase()}</sign></xml>`;
   const r = run(['verify', '--key', DOC.key], { input: xml });

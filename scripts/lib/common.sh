@@ -12,6 +12,22 @@ RUST_WASM_TARGET=wasm32-unknown-unknown
 log() { printf '\033[1;34m==>\033[0m %s\n' "$*" >&2; }
 die() { printf '\033[1;31merror:\033[0m %s\n' "$*" >&2; exit 1; }
 
+# N random bytes as 2N lowercase hex characters, from the OS CSPRNG.
+random_hex() { od -An -tx1 -N"$1" /dev/urandom | tr -d ' \n'; }
+
+# A TCP port free on loopback right now.
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+# Waits until URL answers (any HTTP status), trying every 0.2 s up to TRIES times.
+wait_http() {
+  local url=$1 tries=${2:-50}
+  for ((i = 0; i < tries; i++)); do
+    curl -s -o /dev/null "$url" && return 0
+    sleep 0.2
+  done
+  die "nothing answers at $url"
+}
+
 ensure_rust() {
   command -v cargo >/dev/null || die "cargo not found: install Rust with rustup (https://rustup.rs)"
   if command -v rustup >/dev/null; then
@@ -72,14 +88,20 @@ ensure_node_tools() {
 }
 
 # Debian's Chromium for the browser tests (never a browser download from a test tool).
-ensure_chromium() {
-  if [ -x /usr/bin/chromium ]; then return 0; fi
-  log "installing Debian chromium"
+# Installs a Debian package when its binary is missing (CI machines start without them).
+ensure_apt() {
+  local pkg=$1 bin=$2
+  if command -v "$bin" >/dev/null 2>&1; then return 0; fi
+  log "installing Debian $pkg"
   local sudo=""
   [ "$(id -u)" = 0 ] || sudo="sudo"
   $sudo apt-get update -qq || true
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
-  [ -x /usr/bin/chromium ] || die "could not install chromium"
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$pkg" >/dev/null
+  command -v "$bin" >/dev/null 2>&1 || die "could not install $pkg"
+}
+
+ensure_chromium() {
+  ensure_apt chromium /usr/bin/chromium
 }
 
 # Builds the npm package: wasm-pack for Node (CommonJS, sync load) and for the web (ESM +

@@ -420,7 +420,13 @@ pub async fn reset(sim: SimState) -> Response {
 }
 
 pub async fn healthz(sim: SimState) -> Response {
+    let (users, orders) = {
+        let st = sim.state();
+        (st.users.len(), st.orders.len())
+    };
     Json(json!({
+        "users": users,
+        "orders": orders,
         "ok": true,
         "service": "wxsim",
         "version": env!("CARGO_PKG_VERSION"),

@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use wxedge_core::answer::{self, Refusal};
 use wxedge_core::pay::{self, Merchant};
-use wxedge_core::{Params, crypt, random, xml};
+use wxedge_core::{Params, crypt, random};
 
 use crate::faults::{self, Kind, Target};
 use crate::state::{Order, State, TradeState};
@@ -167,10 +167,25 @@ async fn pay_call(
     body: Bytes,
     act: fn(&Sim, &Merchant, &Params) -> Outcome,
 ) -> Response {
-    let out_trade_no = xml::parse_xml(&body)
-        .ok()
-        .and_then(|p| p.get("out_trade_no").cloned());
-    let fault = faults::take(&mut sim.state_mut().faults, target, out_trade_no.as_deref());
+    let params = match answer::parse_request(&body) {
+        Ok(p) => p,
+        Err(refusal) => {
+            // A fault still applies to an unreadable request: the wire failed first.
+            let fault = faults::take(&mut sim.state_mut().faults, target, None);
+            if let Some(res) = match &fault {
+                Some(f) => transport_fault(f).await,
+                None => None,
+            } {
+                return res;
+            }
+            return xml_response(refusal.to_xml());
+        }
+    };
+    let fault = faults::take(
+        &mut sim.state_mut().faults,
+        target,
+        params.get("out_trade_no").map(String::as_str),
+    );
     if let Some(res) = match &fault {
         Some(f) => transport_fault(f).await,
         None => None,
@@ -178,14 +193,13 @@ async fn pay_call(
         return res;
     }
     let mut merchant = None;
-    let read = answer::read_signed_request(&body, |params| {
+    let sign_type = match answer::verify_request(&params, |params| {
         let m = merchant_of(&sim, params)?;
         let key = m.key.clone();
         merchant = Some(m);
         Ok(key)
-    });
-    let (params, sign_type) = match read {
-        Ok(r) => r,
+    }) {
+        Ok(st) => st,
         Err(refusal) => return xml_response(refusal.to_xml()),
     };
     let Some(mut merchant) = merchant else {
@@ -254,7 +268,6 @@ fn unified_order(sim: &Sim, merchant: &Merchant, params: &Params) -> Outcome {
     let trade_type = get("trade_type").unwrap_or_default();
     let openid = get("openid");
     let now = sim.now_ms();
-    let new_prepay = prepay_id(now)?;
     let mut st = sim.state_mut();
     if let Some(openid) = &openid
         && !st
@@ -290,12 +303,14 @@ fn unified_order(sim: &Sim, merchant: &Merchant, params: &Params) -> Outcome {
         if now - order.prepay_ms < PREPAY_TTL_MS {
             order.prepay_id.clone()
         } else {
+            let new_prepay = prepay_id(now)?;
             order.prepay_id = new_prepay.clone();
             order.prepay_ms = now;
             st.prepays.insert(new_prepay.clone(), key);
             new_prepay
         }
     } else {
+        let new_prepay = prepay_id(now)?;
         let order = Order {
             appid: merchant.appid.clone(),
             mch_id: merchant.mch_id.clone(),
