@@ -57,6 +57,8 @@ ensure_cargo_tool() {
 }
 
 WASM_PACK_VERSION=0.15.1
+WORKER_BUILD_VERSION=0.8.7
+WORKER_WASM_OPT_FLAGS=(-Oz --strip-debug --strip-producers --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext --enable-mutable-globals --enable-reference-types --enable-multivalue --enable-exception-handling)
 BINARYEN_FLAGS=(-Oz --converge --strip-debug --strip-producers --enable-exception-handling --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext --enable-mutable-globals --enable-reference-types --enable-multivalue)
 
 # The wasm-bindgen CLI must equal the wasm-bindgen crate in Cargo.lock, byte for byte.
@@ -106,6 +108,35 @@ ensure_chromium() {
 
 # Builds the npm package: wasm-pack for Node (CommonJS, sync load) and for the web (ESM +
 # init()), then wasm-opt -Oz with npm's binaryen (wasm-pack's own download fails offline).
+# worker-build, which turns worker/ into the JS + wasm that wrangler serves.
+ensure_worker_tools() {
+  ensure_wasm_tools
+  ensure_cargo_tool worker-build "$WORKER_BUILD_VERSION" worker-build --locked
+  ensure_node_tools
+}
+
+# Builds worker/ into worker/build. worker-build never uses tools on PATH: it is told
+# where each is, or it tries (and fails) to download them. Skipped when no input changed.
+build_worker() {
+  ensure_worker_tools
+  local stamp="$ROOT/worker/build/.inputs" hash
+  hash=$(cd "$ROOT" && cat Cargo.lock Cargo.toml worker/Cargo.toml \
+    $(git ls-files -co --exclude-standard worker/src crates/core/src | sort) | sha256sum | cut -d' ' -f1)
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$hash" ] && [ -f "$ROOT/worker/build/index_bg.wasm" ]; then
+    return 0
+  fi
+  log "worker-build --profile worker"
+  (cd "$ROOT/worker" &&
+    WASM_BINDGEN_BIN="$(command -v wasm-bindgen)" ESBUILD_BIN="$ROOT/node_modules/.bin/esbuild" \
+    WASM_OPT_BIN="$ROOT/node_modules/.bin/wasm-opt" worker-build --profile worker --no-opt >&2)
+  # Our own wasm-opt pass rather than worker-build's -O: -Oz, and the name section
+  # stripped (a sixth of the file; `strip = true` in the profile would also drop the
+  # target_features section wasm-bindgen reads).
+  local wasm="$ROOT/worker/build/index_bg.wasm"
+  wasm-opt "${WORKER_WASM_OPT_FLAGS[@]}" "$wasm" -o "$wasm.opt" && mv "$wasm.opt" "$wasm"
+  echo "$hash" >"$stamp"
+}
+
 build_pkg() {
   ensure_wasm_tools
   ensure_node_tools

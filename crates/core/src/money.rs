@@ -102,6 +102,62 @@ impl std::str::FromStr for Fen {
     }
 }
 
+/// Why a payment amount from a client is refused.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum AmountError {
+    #[error("money is required: a whole number of fen (100 = ¥1.00)")]
+    Missing,
+    #[error("money must be a whole number of fen, not {0} (100 = ¥1.00; no decimals)")]
+    NotWhole(String),
+    #[error("money must be at least 1 fen, not {0}")]
+    NotPositive(String),
+    #[error("money {amount} fen is over the maximum of {max} fen")]
+    OverMaximum { amount: u64, max: u64 },
+    #[error("money must be a number or a string of digits")]
+    WrongType,
+}
+
+impl ErrorCode for AmountError {
+    fn code(&self) -> &'static str {
+        "BAD_AMOUNT"
+    }
+}
+
+/// A payment amount as a client sends it (the seed client posts `"money": 1`, a form posts
+/// `money=1`): an integer JSON number or a string of digits, at least 1, at most `max`.
+/// `1.5`, `1.0`, `"1e2"`, `-1`, `0`, `true` are all refused: money is never guessed at.
+pub fn parse_amount(value: Option<&serde_json::Value>, max: Fen) -> Result<Fen, AmountError> {
+    use serde_json::Value;
+    let fen = match value {
+        None | Some(Value::Null) => return Err(AmountError::Missing),
+        Some(Value::Number(n)) => match (n.as_u64(), n.as_i64()) {
+            (Some(v), _) => Fen(v),
+            (None, Some(_)) => return Err(AmountError::NotPositive(n.to_string())),
+            (None, None) => return Err(AmountError::NotWhole(n.to_string())),
+        },
+        Some(Value::String(s)) => {
+            let t = s.trim();
+            if let Some(rest) = t.strip_prefix('-')
+                && Fen::parse(rest).is_ok()
+            {
+                return Err(AmountError::NotPositive(t.to_owned()));
+            }
+            Fen::parse(t).map_err(|_| AmountError::NotWhole(format!("{s:?}")))?
+        }
+        Some(_) => return Err(AmountError::WrongType),
+    };
+    if fen.0 == 0 {
+        return Err(AmountError::NotPositive("0".into()));
+    }
+    if fen > max {
+        return Err(AmountError::OverMaximum {
+            amount: fen.0,
+            max: max.0,
+        });
+    }
+    Ok(fen)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,5 +190,46 @@ mod tests {
         assert_eq!(Fen(1205).to_yuan_string(), "12.05");
         assert_eq!(Fen(7).to_yuan_string(), "0.07");
         assert_eq!(serde_json::to_string(&Fen(42)).unwrap(), "42");
+    }
+}
+
+#[cfg(test)]
+mod amount_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn amounts_clients_send() {
+        let max = Fen::new(10_000);
+        let ok = |v: serde_json::Value| parse_amount(Some(&v), max);
+        assert_eq!(ok(json!(1)), Ok(Fen::new(1)));
+        assert_eq!(ok(json!("250")), Ok(Fen::new(250)));
+        assert_eq!(ok(json!(" 7 ")), Ok(Fen::new(7)));
+        assert_eq!(ok(json!(10_000)), Ok(max));
+        for bad in [
+            json!(1.5),
+            json!(1.0),
+            json!("1.5"),
+            json!("1e2"),
+            json!("abc"),
+            json!(""),
+        ] {
+            assert!(
+                matches!(ok(bad.clone()), Err(AmountError::NotWhole(_))),
+                "{bad}"
+            );
+        }
+        for bad in [json!(0), json!(-3), json!("-3"), json!("0")] {
+            assert!(
+                matches!(ok(bad.clone()), Err(AmountError::NotPositive(_))),
+                "{bad}"
+            );
+        }
+        assert!(matches!(
+            ok(json!(10_001)),
+            Err(AmountError::OverMaximum { .. })
+        ));
+        assert_eq!(ok(json!(true)), Err(AmountError::WrongType));
+        assert_eq!(parse_amount(None, max), Err(AmountError::Missing));
     }
 }

@@ -65,10 +65,25 @@ pub fn token() -> Result<String, RandomError> {
     Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
 }
 
+/// Whether `s` has the shape of a [`token`] (43 characters of base64url): anything else
+/// cannot be one of ours and is refused without a storage lookup.
+pub fn is_token_shaped(s: &str) -> bool {
+    s.len() == 43
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::collections::HashSet;
+
+    #[test]
+    fn tokens_have_the_shape_we_check() {
+        assert!(is_token_shaped(&token().unwrap()));
+        assert!(!is_token_shaped("short"));
+        assert!(!is_token_shaped(&"+".repeat(43)));
+    }
 
     #[test]
     fn nonces_are_long_alphanumeric_and_distinct() {

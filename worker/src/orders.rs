@@ -1,0 +1,37 @@
+//! `GET /orders/{out_trade_no}`: an order, to the user who placed it and nobody else.
+
+use serde_json::json;
+use worker::{Env, Request, Response};
+use wxedge_core::pay;
+
+use crate::api::{ApiError, ApiResult, Input, ok};
+use crate::{db, session};
+
+pub fn view(o: &db::Order) -> serde_json::Value {
+    json!({
+        "out_trade_no": o.out_trade_no,
+        "status": o.status,
+        "total_fee": o.total_fee,
+        "merchant_id": o.merchant_id,
+        "created_ms": o.created_ms,
+        "updated_ms": o.updated_ms,
+        "paid_ms": o.paid_ms,
+    })
+}
+
+pub async fn handle(mut req: Request, env: &Env, out_trade_no: &str) -> ApiResult<Response> {
+    let input = Input::read(&mut req).await?;
+    let session = session::get(env, input.token()?).await?;
+    if !pay::is_valid_out_trade_no(out_trade_no) {
+        return Err(ApiError::param(
+            "out_trade_no must be 1 to 32 characters of [0-9A-Za-z_-|*]",
+        ));
+    }
+    let order = db::order(env, out_trade_no)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no order {out_trade_no}")))?;
+    if order.openid != session.openid {
+        return Err(ApiError::forbidden("this order is not yours"));
+    }
+    ok(view(&order))
+}

@@ -1,0 +1,51 @@
+//! Login sessions in KV: an opaque random token → openid + session_key, expiring after
+//! `SESSION_TTL_SECS`. The session_key never leaves the worker.
+
+use serde::{Deserialize, Serialize};
+use worker::Env;
+
+use crate::api::{ApiError, ApiResult};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Session {
+    pub openid: String,
+    pub session_key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unionid: Option<String>,
+    pub login_ms: u64,
+}
+
+/// Tokens are 43 characters of base64url; anything else is not ours, and is refused
+/// before KV is asked.
+fn key(token: &str) -> ApiResult<String> {
+    if !wxedge_core::random::is_token_shaped(token) {
+        return Err(ApiError::token(
+            "token is not one this server issued: log in again (wx.login → /login/)",
+        ));
+    }
+    Ok(format!("session:{token}"))
+}
+
+pub async fn put(env: &Env, token: &str, session: &Session, ttl_secs: u64) -> ApiResult<()> {
+    let value = serde_json::to_string(session)
+        .map_err(|e| ApiError::internal(format!("cannot store the session: {e}")))?;
+    env.kv("SESSIONS")?
+        .put(&key(token)?, value)?
+        .expiration_ttl(ttl_secs)
+        .execute()
+        .await?;
+    Ok(())
+}
+
+pub async fn get(env: &Env, token: &str) -> ApiResult<Session> {
+    let key = key(token)?;
+    let found: Option<Session> = env
+        .kv("SESSIONS")?
+        .get(&key)
+        .json()
+        .await
+        .map_err(worker::Error::from)?;
+    found.ok_or_else(|| {
+        ApiError::token("token unknown or expired: log in again (wx.login → /login/)")
+    })
+}
