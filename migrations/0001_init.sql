@@ -56,6 +56,7 @@ CREATE TABLE notifications (
   received_ms   INTEGER NOT NULL,
   body          TEXT NOT NULL,
   remote_ip     TEXT,
+  -- The order it names; for a rejected notify, the one it claims (untrusted).
   out_trade_no  TEXT,
   -- CREDITED (moved the order to PAID), DUPLICATE, REJECTED, UNKNOWN_ORDER, PAYMENT_FAILED, CONFLICT;
   -- NULL while being processed (or if processing died: the body is kept regardless).

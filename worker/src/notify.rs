@@ -8,7 +8,7 @@
 
 use worker::{Env, Request, Response};
 use wxedge_core::notify::{self, ExpectedPayment, NotifyError, Outcome};
-use wxedge_core::{ErrorCode, Fen};
+use wxedge_core::{ErrorCode, Fen, pay, xml};
 
 use crate::api::{self, ApiError, ApiResult, read_body};
 use crate::config::Config;
@@ -44,7 +44,19 @@ pub async fn handle(mut req: Request, env: &Env) -> ApiResult<Response> {
                 NotifyError::ReturnFail(_) => ("PAYMENT_FAILED", 200),
                 _ => ("REJECTED", 400),
             };
-            db::set_verdict(env, id, None, verdict, &format!("{}: {e}", e.code())).await?;
+            // The order it claims to be about, kept for operators (not trusted).
+            let claimed = xml::parse_xml(&body)
+                .ok()
+                .and_then(|p| p.get("out_trade_no").cloned())
+                .filter(|no| pay::is_valid_out_trade_no(no));
+            db::set_verdict(
+                env,
+                id,
+                claimed.as_deref(),
+                verdict,
+                &format!("{}: {e}", e.code()),
+            )
+            .await?;
             return if status == 200 {
                 answer(200, notify::reply_success())
             } else {

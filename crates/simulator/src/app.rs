@@ -390,6 +390,12 @@ pub async fn list_faults(sim: SimState) -> Response {
     Json(json!({ "faults": sim.state().faults })).into_response()
 }
 
+/// `DELETE /sim/faults`: drop every fault not used up yet.
+pub async fn clear_faults(sim: SimState) -> Response {
+    let dropped = std::mem::take(&mut sim.state_mut().faults).len();
+    Json(json!({ "dropped": dropped })).into_response()
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ClockRequest {

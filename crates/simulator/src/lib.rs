@@ -178,7 +178,12 @@ pub fn router(sim: Arc<Sim>) -> Router {
         .route("/sim/pay", post(app::pay))
         .route("/sim/notifications", get(app::notifications))
         .route("/sim/orders/{out_trade_no}", get(app::order))
-        .route("/sim/faults", post(app::add_fault).get(app::list_faults))
+        .route(
+            "/sim/faults",
+            post(app::add_fault)
+                .get(app::list_faults)
+                .delete(app::clear_faults),
+        )
         .route("/sim/clock", post(app::advance_clock))
         .route("/sim/reset", post(app::reset))
         .route("/healthz", get(app::healthz))

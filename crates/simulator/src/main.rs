@@ -38,6 +38,7 @@ enum LogFormat {
 ///   GET  /sim/notifications[?out_trade_no=]    the notify delivery log
 ///   GET  /sim/orders/{out_trade_no}            an order as WeChat holds it
 ///   POST /sim/faults {target, kind, count?, out_trade_no?, delay_ms?}   inject failures
+///   GET|DELETE /sim/faults                     list | drop the faults not used up
 ///   POST /sim/clock {advance_secs}             move simulated time forward
 ///   POST /sim/reset                            forget everything
 ///

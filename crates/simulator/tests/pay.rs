@@ -349,6 +349,23 @@ async fn pay_endpoint_faults() {
     }
     let (_, v) = h.get_json("/sim/faults").await;
     assert_eq!(v["faults"].as_array().unwrap().len(), 3);
+    // DELETE drops them all; put them back.
+    let res = h
+        .http
+        .delete(format!("{}/sim/faults", h.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.json::<serde_json::Value>().await.unwrap()["dropped"], 3);
+    let (_, v) = h.get_json("/sim/faults").await;
+    assert!(v["faults"].as_array().unwrap().is_empty());
+    for f in [
+        json!({"target": "unifiedorder", "kind": "system_error"}),
+        json!({"target": "unifiedorder", "kind": "http500"}),
+        json!({"target": "unifiedorder", "kind": "timeout", "delay_ms": 50}),
+    ] {
+        assert_eq!(h.post_json("/sim/faults", f).await.0, 201);
+    }
     let no = random::out_trade_no().unwrap();
     let order = h.order(&no, 1, &openid);
     let e = h.unified_order(&m, &order).await.unwrap_err();
