@@ -126,7 +126,8 @@ export class Stack {
     this.workerProc = spawn(
       WRANGLER,
       ['dev', '--ip', '127.0.0.1', '--port', String(this.workerPort), '--persist-to', this.persist,
-        '--env-file', this.envFile, '--test-scheduled', '--show-interactive-dev-session=false', '--log-level', 'log'],
+        '--env-file', this.envFile, '--test-scheduled', '--show-interactive-dev-session=false', '--log-level', this.opts.logLevel ?? 'log',
+        ...(this.opts.inspectorPort ? ['--inspector-port', String(this.opts.inspectorPort)] : [])],
       { cwd: ROOT, env: childEnv(), stdio: ['ignore', log, log], detached: true },
     );
   }

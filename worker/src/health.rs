@@ -1,13 +1,18 @@
 //! `GET /healthz`: what this worker is configured as, and whether KV and D1 answer.
+//! `GET /healthz?wechat=1` also asks whether WeChat's API answers from here (any HTTP
+//! answer within the deadline counts: it proves DNS, TLS and the route).
 
 use serde_json::json;
-use worker::{Env, Response};
+use worker::{Env, Request, Response};
 
 use crate::api::{ApiError, ApiResult, envelope};
 use crate::config::Config;
 
-pub async fn handle(env: &Env) -> ApiResult<Response> {
+pub async fn handle(req: &Request, env: &Env) -> ApiResult<Response> {
     let cfg = Config::from_env(env)?;
+    let deep = req
+        .url()
+        .is_ok_and(|u| u.query_pairs().any(|(k, v)| k == "wechat" && v == "1"));
     let kv = match env.kv("SESSIONS") {
         Ok(kv) => kv.get("healthz").text().await.is_ok(),
         Err(_) => false,
@@ -20,7 +25,16 @@ pub async fn handle(env: &Env) -> ApiResult<Response> {
             .is_ok(),
         Err(_) => false,
     };
-    let data = json!({
+    let wechat = if deep {
+        let url = format!("{}/sns/jscode2session", cfg.api_base.trim_end_matches('/'));
+        Some(!matches!(
+            crate::wechat::get(&url, cfg.wechat_timeout_ms).await,
+            Err(crate::wechat::Upstream::Timeout | crate::wechat::Upstream::Unreachable(_))
+        ))
+    } else {
+        None
+    };
+    let mut data = json!({
         "version": env!("CARGO_PKG_VERSION"),
         "appid": cfg.appid,
         "mch_id": cfg.mch_id,
@@ -28,9 +42,15 @@ pub async fn handle(env: &Env) -> ApiResult<Response> {
         "kv": kv,
         "d1": d1,
     });
-    if kv && d1 {
+    if let Some(w) = wechat {
+        data["wechat"] = json!(w);
+    }
+    if kv && d1 && wechat != Some(false) {
         Ok(envelope(200, 0, "ok", data)?)
     } else {
-        Err(ApiError::internal("storage unavailable (see data.kv, data.d1)").with_data(data))
+        Err(
+            ApiError::internal("a dependency does not answer (see data.kv, data.d1, data.wechat)")
+                .with_data(data),
+        )
     }
 }

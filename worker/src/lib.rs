@@ -80,7 +80,7 @@ async fn dispatch(req: Request, env: &Env, route: &str) -> ApiResult<Response> {
         }
         "/healthz" => {
             allow(Method::Get, "GET")?;
-            health::handle(env).await
+            health::handle(&req, env).await
         }
         r if r.starts_with("/orders/") => {
             allow(Method::Get, "GET")?;
