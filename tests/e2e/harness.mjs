@@ -80,6 +80,8 @@ export class Stack {
   async start() {
     this.simPort = await freePort();
     this.workerPort = await freePort();
+    // wrangler's default inspector port (9229) would be shared by two stacks.
+    this.opts.inspectorPort ??= await freePort();
     this.sim = `http://127.0.0.1:${this.simPort}`;
     this.api = `http://127.0.0.1:${this.workerPort}`;
     this.secrets = {
@@ -99,8 +101,17 @@ export class Stack {
     };
     const all = { ...this.vars, ...this.secrets };
     writeFileSync(this.envFile, Object.entries(all).map(([k, v]) => `${k}=${v}\n`).join(''));
+    // wrangler.toml without its [build] (the worker is built already) and with absolute
+    // paths: no rebuild, and no restart when a source file changes mid-run.
+    this.config = join(this.dir, 'wrangler.toml');
+    const toml = readFileSync(join(ROOT, 'wrangler.toml'), 'utf8')
+      .replace(/^\[build\][\s\S]*?(?=^\[)/m, '')
+      .replace(/^main = "(.*)"$/m, (_, m) => `main = "${join(ROOT, m)}"`)
+      .replace(/^migrations_dir = "(.*)"$/m, (_, m) => `migrations_dir = "${join(ROOT, m)}"`);
+    if (/^\[build\]/m.test(toml)) throw new Error('could not drop [build] from wrangler.toml');
+    writeFileSync(this.config, toml);
     this.startSim();
-    execFileSync(WRANGLER, ['d1', 'migrations', 'apply', 'DB', '--local', '--persist-to', this.persist], {
+    execFileSync(WRANGLER, ['d1', 'migrations', 'apply', 'DB', '--local', '--persist-to', this.persist, '--config', this.config], {
       cwd: ROOT,
       env: childEnv(),
       stdio: ['ignore', 'ignore', 'pipe'],
@@ -125,9 +136,9 @@ export class Stack {
     const log = openSync(this.workerLog, 'a');
     this.workerProc = spawn(
       WRANGLER,
-      ['dev', '--ip', '127.0.0.1', '--port', String(this.workerPort), '--persist-to', this.persist,
+      ['dev', '--config', this.config, '--ip', '127.0.0.1', '--port', String(this.workerPort), '--persist-to', this.persist,
         '--env-file', this.envFile, '--test-scheduled', '--show-interactive-dev-session=false', '--log-level', this.opts.logLevel ?? 'log',
-        ...(this.opts.inspectorPort ? ['--inspector-port', String(this.opts.inspectorPort)] : [])],
+        '--inspector-port', String(this.opts.inspectorPort)],
       { cwd: ROOT, env: childEnv(), stdio: ['ignore', log, log], detached: true },
     );
   }

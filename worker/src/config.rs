@@ -1,6 +1,10 @@
 //! What the worker is told by `wrangler.toml` `[vars]` and its secrets (`.dev.vars`
-//! locally, `wrangler secret put` in production). Read per request: bindings are cheap
-//! and a redeploy changes them.
+//! locally, `wrangler secret put` in production). Read once per isolate: bindings are
+//! fixed for the life of a deployment (a new one starts new isolates), and reading eleven
+//! of them costs eleven trips across the JS boundary on every request otherwise.
+
+use std::cell::RefCell;
+use std::rc::Rc;
 
 use worker::Env;
 use wxedge_core::SignType;
@@ -48,8 +52,23 @@ fn number(env: &Env, name: &str, default: u64, min: u64) -> Result<u64, ApiError
     }
 }
 
+thread_local! {
+    static CACHED: RefCell<Option<Rc<Config>>> = const { RefCell::new(None) };
+}
+
 impl Config {
-    pub fn from_env(env: &Env) -> Result<Config, ApiError> {
+    /// The configuration, read from `env` the first time (a misconfiguration is not
+    /// cached: it is reported on every request until fixed).
+    pub fn from_env(env: &Env) -> Result<Rc<Config>, ApiError> {
+        if let Some(c) = CACHED.with(|c| c.borrow().clone()) {
+            return Ok(c);
+        }
+        let config = Rc::new(Config::read(env)?);
+        CACHED.with(|c| *c.borrow_mut() = Some(Rc::clone(&config)));
+        Ok(config)
+    }
+
+    fn read(env: &Env) -> Result<Config, ApiError> {
         let sign_type = match var(env, "SIGN_TYPE") {
             None => SignType::Md5,
             Some(s) => s.parse().map_err(|_| {
