@@ -130,7 +130,11 @@ const post = (url, body, headers = {}) =>
 
 async function main() {
   const inspectorPort = await freePort();
-  const stack = await new Stack({ logLevel: 'warn', inspectorPort }).start();
+  const wranglerArgs = process.env.BENCH_NO_BUNDLE ? ['--no-bundle'] : [];
+  // --no-bundle serves worker-build's index.js as it is, without wrangler dev's own bundle
+  // (its middleware and esbuild's keep-names wrappers): closer to what is deployed.
+  const main = process.env.BENCH_NO_BUNDLE ? 'worker/build/index.js' : undefined;
+  const stack = await new Stack({ logLevel: 'warn', inspectorPort, wranglerArgs, main }).start();
   const results = [];
   try {
     const pids = workerdPids(stack);

@@ -106,7 +106,7 @@ export class Stack {
     this.config = join(this.dir, 'wrangler.toml');
     const toml = readFileSync(join(ROOT, 'wrangler.toml'), 'utf8')
       .replace(/^\[build\][\s\S]*?(?=^\[)/m, '')
-      .replace(/^main = "(.*)"$/m, (_, m) => `main = "${join(ROOT, m)}"`)
+      .replace(/^main = "(.*)"$/m, (_, m) => `main = "${join(ROOT, this.opts.main ?? m)}"`)
       .replace(/^migrations_dir = "(.*)"$/m, (_, m) => `migrations_dir = "${join(ROOT, m)}"`);
     if (/^\[build\]/m.test(toml)) throw new Error('could not drop [build] from wrangler.toml');
     writeFileSync(this.config, toml);
@@ -138,7 +138,7 @@ export class Stack {
       WRANGLER,
       ['dev', '--config', this.config, '--ip', '127.0.0.1', '--port', String(this.workerPort), '--persist-to', this.persist,
         '--env-file', this.envFile, '--test-scheduled', '--show-interactive-dev-session=false', '--log-level', this.opts.logLevel ?? 'log',
-        '--inspector-port', String(this.opts.inspectorPort)],
+        '--inspector-port', String(this.opts.inspectorPort), ...(this.opts.wranglerArgs ?? [])],
       { cwd: ROOT, env: childEnv(), stdio: ['ignore', log, log], detached: true },
     );
   }
