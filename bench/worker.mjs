@@ -82,7 +82,7 @@ function shares(profile) {
  * CPU measured; the second half runs under the CPU profiler (which costs CPU itself), to
  * see what share of the isolate's busy time was the worker's own code.
  */
-async function run(stack, pids, insp, name, makeRequest, check) {
+async function run(pids, insp, name, makeRequest, check) {
   let failures = 0;
   const lat = [];
   const drive = async (from, to) => {
@@ -145,9 +145,9 @@ async function main() {
     // Warm up: the first requests compile the wasm.
     for (let i = 0; i < 20; i++) await fetch(`${stack.api}/healthz`).then((r) => r.text());
 
-    results.push(await run(stack, pids, insp, 'no storage (unknown route, 404)', () => fetch(`${stack.api}/nope`).then(json), (r) => r.status === 404));
-    results.push(await run(stack, pids, insp, 'healthz (1 KV read + 1 D1 query)', () => fetch(`${stack.api}/healthz`).then(json), (r) => r.status === 200));
-    results.push(await run(stack, pids, insp, 'healthz?wechat=1 (the same + 1 fetch to wxsim)', () => fetch(`${stack.api}/healthz?wechat=1`).then(json), (r) => r.status === 200 && r.body.data.wechat === true));
+    results.push(await run(pids, insp, 'no storage (unknown route, 404)', () => fetch(`${stack.api}/nope`).then(json), (r) => r.status === 404));
+    results.push(await run(pids, insp, 'healthz (1 KV read + 1 D1 query)', () => fetch(`${stack.api}/healthz`).then(json), (r) => r.status === 200));
+    results.push(await run(pids, insp, 'healthz?wechat=1 (the same + 1 fetch to wxsim)', () => fetch(`${stack.api}/healthz?wechat=1`).then(json), (r) => r.status === 200 && r.body.data.wechat === true));
 
     // login: N fresh codes from wxsim first, so only the login itself is measured.
     const codes = [];
@@ -155,12 +155,12 @@ async function main() {
       codes.push((await (await post(`${stack.sim}/sim/login`, { appid, openid: `oBench${i % 50}` })).json()).code);
     }
     const tokens = [];
-    results.push(await run(stack, pids, insp, 'POST /login/ (jscode2session, KV put, D1 upsert)',
+    results.push(await run(pids, insp, 'POST /login/ (jscode2session, KV put, D1 upsert)',
       (i) => post(`${stack.api}/login/`, { code: codes[i] }).then(json),
       (r) => r.status === 200 && tokens.push(r.body.data.token)));
 
     const orders = [];
-    results.push(await run(stack, pids, insp, 'POST /pay/ (KV get, D1 insert, unifiedorder, D1 update)',
+    results.push(await run(pids, insp, 'POST /pay/ (KV get, D1 insert, unifiedorder, D1 update)',
       (i) => post(`${stack.api}/pay/`, { money: 1 + (i % 100) }, { authorization: `Bearer ${tokens[i % tokens.length]}` }).then(json),
       (r, i) => r.status === 200 && orders.push({ no: r.body.data.out_trade_no, fee: 1 + (i % 100) })));
 
@@ -174,7 +174,7 @@ async function main() {
       };
       return toXml({ ...p, sign: sign(p, key) });
     });
-    results.push(await run(stack, pids, insp, 'POST /notify/ (store, verify, credit batch)',
+    results.push(await run(pids, insp, 'POST /notify/ (store, verify, credit batch)',
       (i) => fetch(`${stack.api}/notify/`, { method: 'POST', body: bodies[i % bodies.length] }).then(async (r) => ({ status: r.status, text: await r.text() })),
       (r) => r.status === 200 && r.text.includes('SUCCESS')));
     const paid = stack.sql("SELECT COUNT(*) AS n FROM orders WHERE status = 'PAID'")[0].n;

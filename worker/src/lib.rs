@@ -47,7 +47,6 @@ fn route_of(path: &str) -> &str {
 }
 
 async fn dispatch(req: Request, env: &Env, route: &str) -> ApiResult<Response> {
-    let method = req.method();
     let allow = |m: Method, what: &str| {
         if req.method() == m {
             Ok(())
@@ -87,12 +86,9 @@ async fn dispatch(req: Request, env: &Env, route: &str) -> ApiResult<Response> {
             let no = r.trim_start_matches("/orders/").to_owned();
             orders::handle(req, env, &no).await
         }
-        _ => {
-            let _ = method;
-            Err(ApiError::not_found(format!(
-                "no route {route}: see the README for /login/, /getinfo/, /pay/, /orders/{{out_trade_no}}, /notify/, /healthz"
-            )))
-        }
+        _ => Err(ApiError::not_found(format!(
+            "no route {route}: see the README for /login/, /getinfo/, /pay/, /orders/{{out_trade_no}}, /notify/, /healthz"
+        ))),
     }
 }
 

@@ -5,7 +5,8 @@ use worker::{Env, Request, Response};
 use wxedge_core::pay;
 
 use crate::api::{ApiError, ApiResult, Input, ok};
-use crate::{db, session};
+use crate::db;
+use crate::session::{self, Session};
 
 pub fn view(o: &db::Order) -> serde_json::Value {
     json!({
@@ -19,9 +20,9 @@ pub fn view(o: &db::Order) -> serde_json::Value {
     })
 }
 
-pub async fn handle(mut req: Request, env: &Env, out_trade_no: &str) -> ApiResult<Response> {
-    let input = Input::read(&mut req).await?;
-    let session = session::get(env, input.token()?).await?;
+/// The order `out_trade_no` names, if it exists and belongs to the session's user: code 1
+/// for a malformed number, 5 for none, 7 for someone else's.
+pub async fn owned(env: &Env, session: &Session, out_trade_no: &str) -> ApiResult<db::Order> {
     if !pay::is_valid_out_trade_no(out_trade_no) {
         return Err(ApiError::param(
             "out_trade_no must be 1 to 32 characters of [0-9A-Za-z_-|*]",
@@ -33,5 +34,11 @@ pub async fn handle(mut req: Request, env: &Env, out_trade_no: &str) -> ApiResul
     if order.openid != session.openid {
         return Err(ApiError::forbidden("this order is not yours"));
     }
-    ok(view(&order))
+    Ok(order)
+}
+
+pub async fn handle(mut req: Request, env: &Env, out_trade_no: &str) -> ApiResult<Response> {
+    let input = Input::read(&mut req).await?;
+    let session = session::get(env, input.token()?).await?;
+    ok(view(&owned(env, &session, out_trade_no).await?))
 }

@@ -107,17 +107,7 @@ async fn new_order(
 
 /// The order a retry names: the caller's own, still payable, for the same amount.
 async fn existing(env: &Env, session: &Session, no: &str, money: Option<Fen>) -> ApiResult<Order> {
-    if !wxedge_core::pay::is_valid_out_trade_no(no) {
-        return Err(ApiError::param(
-            "out_trade_no must be 1 to 32 characters of [0-9A-Za-z_-|*]",
-        ));
-    }
-    let order = db::order(env, no)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no order {no}")))?;
-    if order.openid != session.openid {
-        return Err(ApiError::forbidden("this order is not yours"));
-    }
+    let order = crate::orders::owned(env, session, no).await?;
     if let Some(m) = money
         && m.get() != order.total_fee
     {

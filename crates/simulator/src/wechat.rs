@@ -90,27 +90,37 @@ pub async fn jscode2session(sim: SimState, RawQuery(query): RawQuery) -> Respons
         Ok(k) => k,
         Err(_) => return errcode(&sim, -1, "system error"),
     };
-    let mut st = sim.state_mut();
-    let Some(code) = st.codes.get(js_code).cloned() else {
-        drop(st);
-        return errcode(&sim, 40029, "invalid code");
-    };
+    // The lock is released at the end of this statement, before `errcode` reads the state.
+    let outcome = exchange(&mut sim.state_mut(), appid, js_code, now, session_key);
+    match outcome {
+        Ok(answer) => wechat_json(answer),
+        Err((code, msg)) => errcode(&sim, code, msg),
+    }
+}
+
+/// The code → session exchange itself, under the state lock: WeChat's checks in its
+/// order, then the code spent and the new session_key issued. `Err` is (errcode, errmsg).
+fn exchange(
+    st: &mut State,
+    appid: &str,
+    js_code: &str,
+    now: i64,
+    session_key: String,
+) -> Result<serde_json::Value, (i64, &'static str)> {
+    const INVALID: (i64, &str) = (40029, "invalid code");
+    let code = st.codes.get(js_code).cloned().ok_or(INVALID)?;
     if code.appid != appid || now - code.issued_ms > CODE_TTL_MS {
-        drop(st);
-        return errcode(&sim, 40029, "invalid code");
+        return Err(INVALID);
     }
     if code.used {
-        drop(st);
-        return errcode(&sim, 40163, "code been used");
+        return Err((40163, "code been used"));
     }
-    let user_key = State::user_key(appid, &code.openid);
-    let Some(user) = st.users.get_mut(&user_key) else {
-        drop(st);
-        return errcode(&sim, 40029, "invalid code");
-    };
+    let user = st
+        .users
+        .get_mut(&State::user_key(appid, &code.openid))
+        .ok_or(INVALID)?;
     if user.high_risk {
-        drop(st);
-        return errcode(&sim, 40226, "invalid login: high risk user");
+        return Err((40226, "invalid login: high risk user"));
     }
     while user
         .calls
@@ -120,24 +130,18 @@ pub async fn jscode2session(sim: SimState, RawQuery(query): RawQuery) -> Respons
         user.calls.pop_front();
     }
     if user.calls.len() >= RATE_LIMIT_CALLS {
-        drop(st);
-        return errcode(
-            &sim,
-            45011,
-            "api minute-quota reach limit, retry next minute",
-        );
+        return Err((45011, "api minute-quota reach limit, retry next minute"));
     }
     user.calls.push_back(now);
-    user.session_key = Some(session_key.clone());
     let mut answer = json!({ "session_key": session_key, "openid": user.openid });
     if let Some(unionid) = &user.unionid {
         answer["unionid"] = json!(unionid);
     }
+    user.session_key = Some(session_key);
     if let Some(c) = st.codes.get_mut(js_code) {
         c.used = true;
     }
-    drop(st);
-    wechat_json(answer)
+    Ok(answer)
 }
 
 /// A business outcome: the fields of a success, or WeChat's err_code and its text.
@@ -167,31 +171,22 @@ async fn pay_call(
     body: Bytes,
     act: fn(&Sim, &Merchant, &Params) -> Outcome,
 ) -> Response {
-    let params = match answer::parse_request(&body) {
-        Ok(p) => p,
-        Err(refusal) => {
-            // A fault still applies to an unreadable request: the wire failed first.
-            let fault = faults::take(&mut sim.state_mut().faults, target, None);
-            if let Some(res) = match &fault {
-                Some(f) => transport_fault(f).await,
-                None => None,
-            } {
-                return res;
-            }
-            return xml_response(refusal.to_xml());
-        }
-    };
-    let fault = faults::take(
-        &mut sim.state_mut().faults,
-        target,
-        params.get("out_trade_no").map(String::as_str),
-    );
-    if let Some(res) = match &fault {
-        Some(f) => transport_fault(f).await,
-        None => None,
-    } {
+    // A fault applies even to an unreadable request: the wire fails before WeChat reads.
+    let parsed = answer::parse_request(&body);
+    let out_trade_no = parsed
+        .as_ref()
+        .ok()
+        .and_then(|p| p.get("out_trade_no").cloned());
+    let fault = faults::take(&mut sim.state_mut().faults, target, out_trade_no.as_deref());
+    if let Some(f) = &fault
+        && let Some(res) = transport_fault(f).await
+    {
         return res;
     }
+    let params = match parsed {
+        Ok(p) => p,
+        Err(refusal) => return xml_response(refusal.to_xml()),
+    };
     let mut merchant = None;
     let sign_type = match answer::verify_request(&params, |params| {
         let m = merchant_of(&sim, params)?;
