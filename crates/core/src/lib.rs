@@ -16,21 +16,27 @@
 //! | [`explain`] | "签名错误" diagnosis: which known mistake explains a mismatch |
 //! | [`xml`] | WeChat's flat `<xml>` maps, written as CDATA, parsed strictly |
 //! | [`crypt`] | `wx.getUserInfo` payloads: AES-128-CBC, PKCS#7, watermark, rawData |
+//! | [`ledger`] | withdrawals: the claim rule, balances, the no-fen-lost invariant |
 //! | [`login`] | `jscode2session`: the request and its answer, errcodes typed |
 //! | [`pay`] | unifiedorder, wx.requestPayment params, orderquery, closeorder |
 //! | [`notify`] | the payment notify: verify, check against the order, reply |
 //! | [`answer`] | WeChat's side: judging a merchant's request, writing WeChat's answers |
+//! | [`reconcile`] | open orders past their grace period: credit, close or wait, from orderquery |
+//! | [`auth`] | the admin token check, merchant API keys and their stored hash |
 //! | [`random`] | nonce_str, out_trade_no, session tokens from getrandom |
 
 pub mod answer;
+pub mod auth;
 pub mod crypt;
 pub mod error;
 pub mod explain;
+pub mod ledger;
 pub mod login;
 pub mod money;
 pub mod notify;
 pub mod pay;
 pub mod random;
+pub mod reconcile;
 pub mod sign;
 pub mod xml;
 
