@@ -98,6 +98,7 @@ export class Stack {
       PUBLIC_BASE_URL: this.api,
       SESSION_TTL_SECS: String(this.opts.sessionTtl),
       WECHAT_TIMEOUT_MS: String(this.opts.wechatTimeoutMs ?? 3000),
+      ...(this.opts.vars ?? {}),
     };
     const all = { ...this.vars, ...this.secrets };
     writeFileSync(this.envFile, Object.entries(all).map(([k, v]) => `${k}=${v}\n`).join(''));

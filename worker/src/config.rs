@@ -9,6 +9,7 @@ use std::rc::Rc;
 use worker::Env;
 use wxedge_core::SignType;
 use wxedge_core::pay::Merchant;
+use wxedge_core::reconcile::Policy;
 
 use crate::api::ApiError;
 
@@ -24,6 +25,12 @@ pub struct Config {
     pub session_ttl_secs: u64,
     pub max_pay_fen: u64,
     pub wechat_timeout_ms: u64,
+    /// Empty when unset: the admin routes then refuse everyone.
+    pub admin_token: String,
+    pub reconcile: Policy,
+    /// How many open orders one reconciler run asks WeChat about (each costs one or two
+    /// subrequests; a Worker invocation may make 50 on the free plan).
+    pub reconcile_batch: u64,
 }
 
 fn var(env: &Env, name: &str) -> Option<String> {
@@ -92,6 +99,12 @@ impl Config {
             session_ttl_secs: number(env, "SESSION_TTL_SECS", 7200, 60)?,
             max_pay_fen: number(env, "MAX_PAY_FEN", 10_000_000, 1)?,
             wechat_timeout_ms: number(env, "WECHAT_TIMEOUT_MS", 5000, 100)?,
+            admin_token: var(env, "ADMIN_TOKEN").unwrap_or_default(),
+            reconcile: Policy {
+                grace_ms: number(env, "RECONCILE_GRACE_SECS", 600, 0)? * 1000,
+                close_after_ms: number(env, "RECONCILE_CLOSE_AFTER_SECS", 7200, 1)? * 1000,
+            },
+            reconcile_batch: number(env, "RECONCILE_BATCH", 20, 1)?,
         })
     }
 

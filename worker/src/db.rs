@@ -109,7 +109,7 @@ pub struct Order {
 
 /// An order row as one JSON string built by SQLite: a single value crosses into the wasm,
 /// where serde_json reads it, instead of one JS round trip per column.
-const ORDER_JSON: &str = "json_object('out_trade_no', out_trade_no, 'openid', openid, \
+pub const ORDER_JSON: &str = "json_object('out_trade_no', out_trade_no, 'openid', openid, \
      'merchant_id', merchant_id, 'total_fee', total_fee, 'body', body, \
      'spbill_create_ip', spbill_create_ip, 'status', status, 'prepay_id', prepay_id, \
      'prepay_ms', prepay_ms, 'transaction_id', transaction_id, 'paid_ms', paid_ms, \
@@ -238,6 +238,74 @@ pub async fn set_verdict(
     Ok(())
 }
 
+/// The one statement that makes an order PAID: guarded on its being open, so whichever of
+/// a notify or the reconciler comes first credits it and the other changes nothing.
+fn mark_paid(
+    db: &D1Database,
+    out_trade_no: &str,
+    transaction_id: &str,
+    via: &str,
+    now: u64,
+) -> ApiResult<D1PreparedStatement> {
+    stmt(
+        db,
+        "UPDATE orders SET status = 'PAID', transaction_id = ?2, paid_ms = ?3, updated_ms = ?3, paid_via = ?4
+         WHERE out_trade_no = ?1 AND status IN ('CREATED', 'PREPAID')",
+        &[
+            Arg::Text(out_trade_no),
+            Arg::Text(transaction_id),
+            Arg::Int(now),
+            Arg::Text(via),
+        ],
+    )
+}
+
+/// The reconciler's credit, from an orderquery that said SUCCESS for our amount.
+pub async fn credit_by_query(
+    env: &Env,
+    out_trade_no: &str,
+    transaction_id: &str,
+    now: u64,
+) -> ApiResult<bool> {
+    let db = d1(env)?;
+    let r = mark_paid(&db, out_trade_no, transaction_id, "reconciler", now)?
+        .run()
+        .await?;
+    Ok(changes(&r)? == 1)
+}
+
+/// The reconciler's note on an order it looked at and left as it was (or could not move).
+pub async fn note_reconciled(env: &Env, out_trade_no: &str, note: &str, now: u64) -> ApiResult<()> {
+    let db = d1(env)?;
+    stmt(
+        &db,
+        "UPDATE orders SET reconciled_ms = ?2, reconcile_note = ?3 WHERE out_trade_no = ?1",
+        &[Arg::Text(out_trade_no), Arg::Int(now), Arg::Text(note)],
+    )?
+    .run()
+    .await?;
+    Ok(())
+}
+
+/// Open orders whose last change (or last reconciliation) is older than `before`.
+pub async fn due_orders(env: &Env, before: u64, limit: u64) -> ApiResult<Vec<Order>> {
+    let db = d1(env)?;
+    let j: Option<String> = stmt(
+        &db,
+        &format!(
+            "SELECT COALESCE(json_group_array(json(j)), '[]') AS j FROM
+               (SELECT {ORDER_JSON} AS j FROM orders
+                WHERE status IN ('CREATED', 'PREPAID') AND MAX(updated_ms, COALESCE(reconciled_ms, 0)) <= ?1
+                ORDER BY updated_ms LIMIT ?2)"
+        ),
+        &[Arg::Int(before), Arg::Int(limit)],
+    )?
+    .first(Some("j"))
+    .await?;
+    serde_json::from_str(j.as_deref().unwrap_or("[]"))
+        .map_err(|e| crate::api::ApiError::internal(format!("unreadable orders: {e}")))
+}
+
 /// The credit, in one batch: the order CREATED/PREPAID → PAID (guarded, so only the first
 /// verified notify changes it) and the notification's verdict, CREDITED or DUPLICATE by
 /// whether the guard let it through. Returns whether this notify credited the order.
@@ -251,12 +319,7 @@ pub async fn credit(
     let db = d1(env)?;
     let results = db
         .batch(vec![
-            stmt(
-                &db,
-                "UPDATE orders SET status = 'PAID', transaction_id = ?2, paid_ms = ?3, updated_ms = ?3
-                 WHERE out_trade_no = ?1 AND status IN ('CREATED', 'PREPAID')",
-                &[Arg::Text(out_trade_no), Arg::Text(transaction_id), Arg::Int(now)],
-            )?,
+            mark_paid(&db, out_trade_no, transaction_id, "notify", now)?,
             stmt(
                 &db,
                 "UPDATE notifications SET out_trade_no = ?2,

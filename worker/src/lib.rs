@@ -12,24 +12,34 @@
 //! | [`orders`] | `GET /orders/{out_trade_no}` |
 //! | [`notify`] | `POST /notify/` |
 //! | [`health`] | `GET /healthz` |
+//! | [`ledger`] | `GET /merchant/balance`, `/merchant/withdrawals` (POST, GET, GET by id) |
+//! | [`admin`] | `/admin/merchants`, `/admin/orders`, `/admin/ledger`, `/admin/reconcile` |
+//! | [`reconcile`] | the cron: open orders past their grace period, asked with orderquery |
 //!
-//! Shared: [`api`] (envelope, body bound, inputs), [`config`], [`session`] (KV),
-//! [`db`] (D1), [`wechat`] (fetch with a deadline).
+//! Shared: [`api`] (envelope, body bound, inputs), [`auth`] (admin token, merchant keys),
+//! [`config`], [`session`] (KV), [`db`] (D1), [`wechat`] (fetch with a deadline).
 
+pub mod admin;
 pub mod api;
+pub mod auth;
 pub mod config;
 pub mod db;
 pub mod getinfo;
 pub mod health;
+pub mod ledger;
 pub mod login;
 pub mod notify;
 pub mod orders;
 pub mod pay;
+pub mod reconcile;
 pub mod session;
 pub mod wechat;
 
 use serde_json::json;
-use worker::{Context, Date, Env, Method, Request, Response, console_log, event};
+use worker::{
+    Context, Date, Env, Method, Request, Response, ScheduleContext, ScheduledEvent, console_log,
+    event,
+};
 
 use crate::api::{ApiError, ApiResult};
 
@@ -86,8 +96,48 @@ async fn dispatch(req: Request, env: &Env, route: &str) -> ApiResult<Response> {
             let no = r.trim_start_matches("/orders/").to_owned();
             orders::handle(req, env, &no).await
         }
+        "/merchant/balance" => {
+            allow(Method::Get, "GET")?;
+            ledger::balance(req, env).await
+        }
+        "/merchant/withdrawals" => match req.method() {
+            Method::Post => ledger::withdraw(req, env).await,
+            Method::Get => ledger::list(req, env).await,
+            _ => Err(ApiError::method_not_allowed(
+                "/merchant/withdrawals takes POST (withdraw) or GET (list)",
+            )),
+        },
+        r if r.starts_with("/merchant/withdrawals/") => {
+            allow(Method::Get, "GET")?;
+            let id = r.trim_start_matches("/merchant/withdrawals/").to_owned();
+            ledger::get(req, env, &id).await
+        }
+        "/admin/merchants" => {
+            allow(Method::Post, "POST")?;
+            admin::create_merchant(req, env).await
+        }
+        r if r.starts_with("/admin/merchants/") && r.ends_with("/api_key") => {
+            allow(Method::Post, "POST")?;
+            let id = r
+                .trim_start_matches("/admin/merchants/")
+                .trim_end_matches("/api_key")
+                .to_owned();
+            admin::rotate_key(req, env, &id).await
+        }
+        "/admin/orders" => {
+            allow(Method::Get, "GET")?;
+            admin::list_orders(req, env).await
+        }
+        "/admin/ledger" => {
+            allow(Method::Get, "GET")?;
+            admin::audit(req, env).await
+        }
+        "/admin/reconcile" => {
+            allow(Method::Post, "POST")?;
+            admin::reconcile_now(req, env).await
+        }
         _ => Err(ApiError::not_found(format!(
-            "no route {route}: see the README for /login/, /getinfo/, /pay/, /orders/{{out_trade_no}}, /notify/, /healthz"
+            "no route {route}: see the README for /login/, /getinfo/, /pay/, /orders/{{out_trade_no}}, /notify/, /healthz, /merchant/… and /admin/…"
         ))),
     }
 }
@@ -105,6 +155,10 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
     // tokens, codes and user data.
     let shown_route = if route.starts_with("/orders/") {
         "/orders/{out_trade_no}"
+    } else if route.starts_with("/merchant/withdrawals/") {
+        "/merchant/withdrawals/{id}"
+    } else if route.starts_with("/admin/merchants/") {
+        "/admin/merchants/{id}/api_key"
     } else {
         route.as_str()
     };
@@ -119,4 +173,21 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
         })
     );
     Ok(response)
+}
+
+/// The cron: one reconciler run, logged as one line.
+#[event(scheduled)]
+async fn scheduled(event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
+    let start = js_sys::Date::now();
+    let line = match reconcile::run(&env).await {
+        Ok(summary) => json!({
+            "cron": event.cron(),
+            "route": "scheduled",
+            "checked": summary["checked"],
+            "orders": summary["orders"],
+            "ms": js_sys::Date::now() - start,
+        }),
+        Err(e) => json!({ "cron": event.cron(), "route": "scheduled", "error": e.msg }),
+    };
+    console_log!("{}", line);
 }

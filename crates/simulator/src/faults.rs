@@ -38,6 +38,8 @@ pub enum Kind {
     WrongSign,
     /// Before the genuine notify, send one correctly signed but for 1 fen more.
     WrongAmount,
+    /// Never send the notify at all (lost for good): only orderquery can find the payment.
+    Drop,
 }
 
 impl Kind {
@@ -48,7 +50,7 @@ impl Kind {
             Http500 | Timeout => !matches!(target, Notify | Pay),
             SystemError => !matches!(target, Notify | Pay),
             NotEnough => target == Pay,
-            Duplicate | OutOfOrder | WrongSign | WrongAmount => target == Notify,
+            Duplicate | OutOfOrder | WrongSign | WrongAmount | Drop => target == Notify,
         }
     }
 }

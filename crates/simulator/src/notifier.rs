@@ -143,9 +143,37 @@ async fn attempt(sim: &Sim, key: &str, kind: Option<Kind>, attempt: u32) -> Opti
     Some(success)
 }
 
+/// A lost notify: logged (kind `dropped`, nothing sent) so a test can see it happened.
+fn drop_notify(sim: &Sim, key: &str) {
+    let at_ms = sim.now_ms();
+    let mut st = sim.state_mut();
+    let Some(order) = st.orders.get_mut(key) else {
+        return;
+    };
+    order.notify.gave_up = true;
+    let (out_trade_no, url) = (order.out_trade_no.clone(), order.notify_url.clone());
+    tracing::info!(%out_trade_no, kind = "dropped", "notify dropped by a fault");
+    st.log_delivery(Delivery {
+        seq: 0,
+        out_trade_no,
+        kind: "dropped".into(),
+        attempt: 0,
+        at_ms,
+        url,
+        status: None,
+        answer: String::new(),
+        success: false,
+        error: Some("dropped by an injected fault: never sent".into()),
+    });
+}
+
 async fn deliver(sim: Arc<Sim>, key: String, faults: Vec<Fault>) {
     let generation = sim.generation();
     let has = |k: Kind| faults.iter().find(|f| f.kind == k);
+    if has(Kind::Drop).is_some() {
+        drop_notify(&sim, &key);
+        return;
+    }
     if let Some(f) = has(Kind::OutOfOrder) {
         tokio::time::sleep(Duration::from_millis(f.delay_ms)).await;
     }

@@ -246,6 +246,23 @@ async fn duplicate_and_forged_notifies() {
 }
 
 #[tokio::test]
+async fn a_dropped_notify_is_never_sent_but_the_order_is_paid() {
+    let h = start(0.001).await;
+    let m = merchant(MD5_MCH);
+    fault(&h, json!({"target": "notify", "kind": "drop"})).await;
+    let no = h.paid_order(&m, 500).await;
+    let log = h.wait_deliveries(&no, |l| !l.is_empty()).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(log.len(), 1, "{log:?}");
+    assert_eq!(log[0]["kind"], "dropped");
+    assert!(h.receiver.bodies().is_empty(), "a dropped notify was sent");
+    // WeChat still knows it was paid: orderquery is how the reconciler finds out.
+    let (status, order) = h.get_json(&format!("/sim/orders/{no}")).await;
+    assert_eq!(status, 200, "{order}");
+    assert_eq!(order["trade_state"], "SUCCESS", "{order}");
+}
+
+#[tokio::test]
 async fn out_of_order_notifies() {
     let h = start(0.001).await;
     let m = merchant(MD5_MCH);
