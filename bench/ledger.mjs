@@ -1,0 +1,88 @@
+// Pays/s and withdrawals/s against the real stack (wxsim + the worker under wrangler dev,
+// local D1), under concurrency, with the ledger invariant checked after every run.
+// Prints one JSON object; scripts/bench.d/ledger turns it into bench/RESULTS.md.
+//
+//   BENCH_PAYS=400 BENCH_CONCURRENCY=16 BENCH_WITHDRAWALS=200 node bench/ledger.mjs
+import { startStack, waitUntil } from '../tests/e2e/harness.mjs';
+import { assertLedger } from '../tests/e2e/ledger_check.mjs';
+
+const PAYS = Number(process.env.BENCH_PAYS ?? 400);
+const C = Number(process.env.BENCH_CONCURRENCY ?? 16);
+const WITHDRAWALS = Number(process.env.BENCH_WITHDRAWALS ?? 200);
+
+function percentile(xs, p) {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
+}
+
+async function pool(n, c, fn) {
+  let i = 0;
+  const lat = [];
+  const t0 = performance.now();
+  await Promise.all(Array.from({ length: c }, async () => {
+    while (i < n) {
+      const k = i++;
+      const s = performance.now();
+      await fn(k);
+      lat.push(performance.now() - s);
+    }
+  }));
+  const secs = (performance.now() - t0) / 1000;
+  return { n, secs, per_sec: n / secs, p50_ms: percentile(lat, 50), p99_ms: percentile(lat, 99) };
+}
+
+const stack = await startStack({ logLevel: 'warn', timeScale: 0.001 });
+try {
+  const admin = { authorization: `Bearer ${stack.secrets.ADMIN_TOKEN}` };
+  const merchants = [];
+  for (const name of ['m1', 'm2', 'm3', 'm4']) {
+    merchants.push((await stack.call('POST', '/admin/merchants', { json: { name }, headers: admin })).body.data);
+  }
+  const users = [];
+  for (let i = 0; i < 8; i++) users.push(await stack.login(`oBench${i}`));
+  const expect = (r, what) => {
+    if (r.status !== 200 || r.body.code !== 0) throw new Error(`${what}: ${r.status} ${JSON.stringify(r.body)}`);
+    return r.body.data;
+  };
+  const paid = [];
+  const payOne = async (k) => {
+    const m = merchants[k % merchants.length];
+    const fee = 1 + ((k * 7919) % 10000);
+    const p = expect(await stack.call('POST', '/pay/', { json: { token: users[k % users.length].token, money: fee, merchant_id: m.merchant_id } }), 'pay');
+    const s = await stack.simCall('POST', '/sim/pay', { appId: stack.vars.WECHAT_APPID, ...p });
+    if (s.status !== 200) throw new Error(`sim pay: ${JSON.stringify(s.body)}`);
+    paid.push({ no: p.out_trade_no, m: m.merchant_id, fee });
+  };
+  // 1. Pays alone: POST /pay/ (D1 insert, unifiedorder to wxsim, D1 update) + the app's payment.
+  const pays = await pool(PAYS, C, payOne);
+  const isPaid = () => stack.sql("SELECT COUNT(*) AS n FROM orders WHERE status IN ('PAID', 'WITHDRAWN')")[0].n === paid.length;
+  await waitUntil(isPaid, 'every notify credited', 120000);
+  // 2. Withdrawals while pays keep landing: each claims whatever is PAID at that instant.
+  let answered = { claimed: 0, nothing: 0 };
+  const more = pool(PAYS / 2, Math.max(1, C / 2), (k) => payOne(PAYS + k));
+  const withdrawals = await pool(WITHDRAWALS, C, async (k) => {
+    const m = merchants[k % merchants.length];
+    const r = await stack.call('POST', '/merchant/withdrawals', { headers: { authorization: `Bearer ${m.api_key}` } });
+    if (r.body.code === 0) answered.claimed++;
+    else if (r.body.code === 6) answered.nothing++;
+    else throw new Error(`withdrawal: ${r.status} ${JSON.stringify(r.body)}`);
+  });
+  await more;
+  await waitUntil(isPaid, 'every notify credited', 120000);
+  for (const m of merchants) await stack.call('POST', '/merchant/withdrawals', { headers: { authorization: `Bearer ${m.api_key}` } });
+  // 3. The invariant, and drift against what was really paid.
+  assertLedger(stack.sql.bind(stack));
+  const audit = (await stack.call('GET', '/admin/ledger', { headers: admin })).body.data;
+  if (!audit.ok) throw new Error(`audit: ${JSON.stringify(audit.violations)}`);
+  let drift = 0;
+  for (const m of merchants) {
+    const real = paid.filter((p) => p.m === m.merchant_id).reduce((s, p) => s + p.fee, 0);
+    const out = stack.sql('SELECT COALESCE(SUM(amount_fen), 0) AS s FROM withdrawals WHERE merchant_id = ?', m.merchant_id)[0].s;
+    drift += Math.abs(real - out);
+  }
+  if (drift !== 0) throw new Error(`drift ${drift} fen`);
+  const n = stack.sql('SELECT (SELECT COUNT(*) FROM orders) AS orders, (SELECT COUNT(*) FROM withdrawals) AS withdrawals')[0];
+  console.log(JSON.stringify({ c: C, pays, withdrawals, answered, orders: n.orders, stored_withdrawals: n.withdrawals, drift, audit_ok: audit.ok }));
+} finally {
+  await stack.stop();
+}
