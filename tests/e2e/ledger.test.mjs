@@ -282,3 +282,20 @@ test('regression: the seed read-then-update-all withdrawal loses a payment; ours
   assert.equal(total, 10_200_000, 'every paid fen withdrawn exactly once');
   assertLedger(stack.sql.bind(stack));
 });
+
+test('wrong methods, oversize bodies and unknown paths on the ledger routes get clear errors', async () => {
+  for (const [method, path] of [['PUT', '/merchant/withdrawals'], ['POST', '/merchant/balance'], ['GET', '/admin/merchants'], ['GET', '/admin/reconcile'], ['DELETE', '/merchant/withdrawals/wd_x']]) {
+    const r = await stack.call(method, path, { headers: admin() });
+    assert.equal(r.status, 405, `${method} ${path}: ${JSON.stringify(r.body)}`);
+    assert.equal(r.body.code, 5);
+  }
+  const big = await stack.call('POST', '/admin/merchants', { raw: JSON.stringify({ name: 'x'.repeat(70 * 1024) }), headers: { ...admin(), 'content-type': 'application/json' } });
+  assert.equal(big.status, 413);
+  assert.equal(big.body.code, 8);
+  const bad = await stack.call('POST', '/admin/merchants', { raw: '{"name":', headers: { ...admin(), 'content-type': 'application/json' } });
+  assert.equal(bad.status, 400);
+  assert.equal(bad.body.code, 1);
+  const nope = await stack.call('GET', '/merchant/nothing', { headers: as('beta') });
+  assert.equal(nope.status, 404);
+  assert.equal(nope.body.code, 5);
+});
