@@ -123,7 +123,7 @@ pub fn decide(
                     order.total_fee
                 ),
             },
-            _ => wait("SUCCESS without a transaction_id"),
+            _ => wait("SUCCESS without its total_fee or transaction_id"),
         },
         TradeState::NotPay | TradeState::Other(_) => {
             if order.payable_at(now_ms, policy) {
