@@ -15,6 +15,8 @@ pub struct ApiError {
     pub status: u16,
     pub msg: String,
     pub data: Option<Value>,
+    /// Sent as `Retry-After` (code 10).
+    pub retry_after_secs: Option<u32>,
 }
 
 impl ApiError {
@@ -24,6 +26,7 @@ impl ApiError {
             status,
             msg: msg.into(),
             data: None,
+            retry_after_secs: None,
         }
     }
 
@@ -72,6 +75,13 @@ impl ApiError {
         Self::new(8, 413, format!("the body is over {MAX_BODY} bytes"))
     }
 
+    /// Code 10: a rate limit; retry after the window.
+    pub fn too_many(msg: impl Into<String>, retry_after_secs: u32) -> Self {
+        let mut e = Self::new(10, 429, msg);
+        e.retry_after_secs = Some(retry_after_secs);
+        e
+    }
+
     /// Code 9: our fault or WeChat's unreachability; state stays consistent.
     pub fn internal(msg: impl Into<String>) -> Self {
         Self::new(9, 500, msg)
@@ -82,12 +92,16 @@ impl ApiError {
     }
 
     pub fn response(&self) -> worker::Result<Response> {
-        envelope(
+        let res = envelope(
             self.status,
             self.code,
             &self.msg,
             self.data.clone().unwrap_or(Value::Null),
-        )
+        )?;
+        if let Some(secs) = self.retry_after_secs {
+            res.headers().set("Retry-After", &secs.to_string())?;
+        }
+        Ok(res)
     }
 }
 

@@ -23,6 +23,10 @@ pub struct Config {
     pub pay_base: String,
     pub public_base_url: String,
     pub session_ttl_secs: u64,
+    /// `fixed`: a session ends TTL after login. `sliding`: a session in use is extended
+    /// to a full TTL whenever less than half of it is left (one KV write per TTL/2 at most,
+    /// within KV's one-write-per-second-per-key limit).
+    pub session_sliding: bool,
     pub max_pay_fen: u64,
     pub wechat_timeout_ms: u64,
     /// Empty when unset: the admin routes then refuse everyone.
@@ -97,6 +101,15 @@ impl Config {
             public_base_url: required(env, "PUBLIC_BASE_URL")?,
             // KV refuses expirations under 60 s.
             session_ttl_secs: number(env, "SESSION_TTL_SECS", 7200, 60)?,
+            session_sliding: match var(env, "SESSION_TTL_MODE").as_deref() {
+                None | Some("fixed") => false,
+                Some("sliding") => true,
+                Some(other) => {
+                    return Err(ApiError::internal(format!(
+                        "server misconfigured: SESSION_TTL_MODE is {other:?}, use fixed or sliding"
+                    )));
+                }
+            },
             max_pay_fen: number(env, "MAX_PAY_FEN", 10_000_000, 1)?,
             wechat_timeout_ms: number(env, "WECHAT_TIMEOUT_MS", 5000, 100)?,
             admin_token: var(env, "ADMIN_TOKEN").unwrap_or_default(),

@@ -6,7 +6,7 @@
 //!
 //! | module | route |
 //! |---|---|
-//! | [`login`] | `POST /login/` |
+//! | [`login`] | `POST /login/`, `POST /logout/` |
 //! | [`getinfo`] | `POST /getinfo/` |
 //! | [`pay`] | `POST /pay/` |
 //! | [`orders`] | `GET /orders/{out_trade_no}` |
@@ -17,6 +17,7 @@
 //! | [`reconcile`] | the cron: open orders past their grace period, asked with orderquery |
 //!
 //! Shared: [`api`] (envelope, body bound, inputs), [`auth`] (admin token, merchant keys),
+//! [`limits`] (per-IP and per-openid rate limits),
 //! [`config`], [`session`] (KV), [`db`] (D1), [`wechat`] (fetch with a deadline).
 
 pub mod admin;
@@ -27,6 +28,7 @@ pub mod db;
 pub mod getinfo;
 pub mod health;
 pub mod ledger;
+pub mod limits;
 pub mod login;
 pub mod notify;
 pub mod orders;
@@ -71,6 +73,10 @@ async fn dispatch(req: Request, env: &Env, route: &str) -> ApiResult<Response> {
         "/login" => {
             allow(Method::Post, "POST")?;
             login::handle(req, env).await
+        }
+        "/logout" => {
+            allow(Method::Post, "POST")?;
+            login::logout(req, env).await
         }
         "/getinfo" => {
             allow(Method::Post, "POST")?;
@@ -137,7 +143,7 @@ async fn dispatch(req: Request, env: &Env, route: &str) -> ApiResult<Response> {
             admin::reconcile_now(req, env).await
         }
         _ => Err(ApiError::not_found(format!(
-            "no route {route}: see the README for /login/, /getinfo/, /pay/, /orders/{{out_trade_no}}, /notify/, /healthz, /merchant/… and /admin/…"
+            "no route {route}: see the README for /login/, /logout/, /getinfo/, /pay/, /orders/{{out_trade_no}}, /notify/, /healthz, /merchant/… and /admin/…"
         ))),
     }
 }

@@ -7,6 +7,7 @@ use wxedge_core::random;
 
 use crate::api::{ApiError, ApiResult, Input, ok};
 use crate::config::Config;
+use crate::limits::{self, Limit};
 use crate::session::{self, Session};
 use crate::{db, now_ms, wechat};
 
@@ -14,6 +15,7 @@ pub async fn handle(mut req: Request, env: &Env) -> ApiResult<Response> {
     let input = Input::read(&mut req).await?;
     let cfg = Config::from_env(env)?;
     let code = input.text("code")?;
+    limits::check(env, Limit::LoginPerIp, &limits::client_ip(&req)).await?;
     let url = login::code2session_url(&cfg.api_base, &cfg.appid, &cfg.app_secret, code)
         .map_err(|e| ApiError::param(format!("code: {e}")))?;
     let body = wechat::get(&url, cfg.wechat_timeout_ms)
@@ -45,16 +47,29 @@ pub async fn handle(mut req: Request, env: &Env) -> ApiResult<Response> {
             format!("WeChat's jscode2session answer is unusable: {other}"),
         ),
     })?;
+    limits::check(env, Limit::LoginPerOpenid, &answer.openid).await?;
     let token = random::token().map_err(|e| ApiError::internal(e.to_string()))?;
     let now = now_ms();
-    let session = Session {
+    let mut session = Session {
         openid: answer.openid.clone(),
         session_key: answer.session_key,
         unionid: answer.unionid.clone(),
         login_ms: now,
+        expires_ms: 0,
     };
     // The user row first: a token must never point at a user D1 does not know.
     db::upsert_user(env, &answer.openid, answer.unionid.as_deref(), now).await?;
-    session::put(env, &token, &session, cfg.session_ttl_secs).await?;
-    ok(json!({ "token": token, "expires_in": cfg.session_ttl_secs }))
+    session::put(env, &token, &mut session, cfg.session_ttl_secs).await?;
+    ok(json!({
+        "token": token,
+        "expires_in": cfg.session_ttl_secs,
+        "ttl_mode": if cfg.session_sliding { "sliding" } else { "fixed" },
+    }))
+}
+
+/// `POST /logout/`: the token (body or Bearer) stops working.
+pub async fn logout(mut req: Request, env: &Env) -> ApiResult<Response> {
+    let input = Input::read(&mut req).await?;
+    session::delete(env, input.token()?).await?;
+    ok(json!({ "logged_out": true }))
 }

@@ -6,8 +6,6 @@
 //! far it got. A retry names the order (`out_trade_no`) and repeats the same unifiedorder,
 //! which WeChat answers with the same prepay_id: one order, one possible charge.
 
-use std::net::IpAddr;
-
 use serde_json::json;
 use worker::{Env, Request, Response};
 use wxedge_core::money::{self, AmountError};
@@ -17,6 +15,7 @@ use wxedge_core::{Fen, random};
 use crate::api::{ApiError, ApiResult, Input, ok};
 use crate::config::Config;
 use crate::db::{self, Order};
+use crate::limits::{self, Limit};
 use crate::session::{self, Session};
 use crate::{now_ms, wechat};
 
@@ -24,19 +23,13 @@ use crate::{now_ms, wechat};
 const PREPAY_REUSE_MS: u64 = (2 * 3600 - 5 * 60) * 1000;
 const DEFAULT_BODY: &str = "wxedge order";
 
-fn client_ip(req: &Request) -> String {
-    req.headers()
-        .get("CF-Connecting-IP")
-        .ok()
-        .flatten()
-        .filter(|ip| ip.parse::<IpAddr>().is_ok())
-        .unwrap_or_else(|| "127.0.0.1".into())
-}
-
 pub async fn handle(mut req: Request, env: &Env) -> ApiResult<Response> {
     let input = Input::read(&mut req).await?;
     let cfg = Config::from_env(env)?;
     let session = session::get(env, input.token()?).await?;
+    let ip = limits::client_ip(&req);
+    limits::check(env, Limit::PayPerIp, &ip).await?;
+    limits::check(env, Limit::PayPerOpenid, &session.openid).await?;
     let money = match money::parse_amount(input.raw("money"), Fen::new(cfg.max_pay_fen)) {
         Ok(f) => Some(f),
         // A retry may leave the amount out: the order already has one.
@@ -90,7 +83,7 @@ async fn new_order(
         merchant_id: merchant_id.to_owned(),
         total_fee: total_fee.get(),
         body: body.to_owned(),
-        spbill_create_ip: client_ip(req),
+        spbill_create_ip: limits::client_ip(req),
         status: "CREATED".into(),
         prepay_id: None,
         prepay_ms: None,

@@ -1,5 +1,9 @@
 //! Login sessions in KV: an opaque random token → openid + session_key, expiring after
-//! `SESSION_TTL_SECS`. The session_key never leaves the worker.
+//! `SESSION_TTL_SECS` (fixed from login, or sliding while in use: `SESSION_TTL_MODE`).
+//! The session_key never leaves the worker. `POST /logout/` deletes one.
+//!
+//! KV is eventually consistent: a logout or expiry is seen at once where it happened and
+//! within about 60 s everywhere else.
 
 use serde::{Deserialize, Serialize};
 use worker::Env;
@@ -13,6 +17,9 @@ pub struct Session {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unionid: Option<String>,
     pub login_ms: u64,
+    /// When the stored copy expires (0 for sessions written before this field existed).
+    #[serde(default)]
+    pub expires_ms: u64,
 }
 
 /// Tokens are 43 characters of base64url; anything else is not ours, and is refused
@@ -26,7 +33,8 @@ fn key(token: &str) -> ApiResult<String> {
     Ok(format!("session:{token}"))
 }
 
-pub async fn put(env: &Env, token: &str, session: &Session, ttl_secs: u64) -> ApiResult<()> {
+pub async fn put(env: &Env, token: &str, session: &mut Session, ttl_secs: u64) -> ApiResult<()> {
+    session.expires_ms = crate::now_ms() + ttl_secs * 1000;
     let value = serde_json::to_string(session)
         .map_err(|e| ApiError::internal(format!("cannot store the session: {e}")))?;
     env.kv("SESSIONS")?
@@ -45,7 +53,20 @@ pub async fn get(env: &Env, token: &str) -> ApiResult<Session> {
         .json()
         .await
         .map_err(worker::Error::from)?;
-    found.ok_or_else(|| {
+    let mut session = found.ok_or_else(|| {
         ApiError::token("token unknown or expired: log in again (wx.login → /login/)")
-    })
+    })?;
+    let cfg = crate::config::Config::from_env(env)?;
+    let ttl_ms = cfg.session_ttl_secs * 1000;
+    if cfg.session_sliding && session.expires_ms.saturating_sub(crate::now_ms()) < ttl_ms / 2 {
+        put(env, token, &mut session, cfg.session_ttl_secs).await?;
+    }
+    Ok(session)
+}
+
+/// Ends a session now. Deleting an unknown or expired one is not an error: either way the
+/// token no longer works.
+pub async fn delete(env: &Env, token: &str) -> ApiResult<()> {
+    env.kv("SESSIONS")?.delete(&key(token)?).await?;
+    Ok(())
 }
