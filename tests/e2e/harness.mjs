@@ -147,6 +147,31 @@ export class Stack {
     );
   }
 
+  /** Stops one process (SIGTERM) and waits for it to exit. */
+  async kill(which) {
+    const p = which === 'worker' ? this.workerProc : this.simProc;
+    if (!p || p.exitCode !== null) return;
+    const exited = new Promise((r) => p.once('exit', r));
+    try {
+      process.kill(which === 'worker' ? -p.pid : p.pid, 'SIGTERM');
+    } catch {
+      // already gone
+    }
+    await exited;
+  }
+
+  /** Starts wxsim again on the same port (its --state file, if any, carries over). */
+  async restartSim() {
+    this.startSim();
+    await waitFor(`${this.sim}/healthz`, 'wxsim', this.simProc, this.simLog);
+  }
+
+  /** Starts wrangler dev again on the same port and the same local KV/D1. */
+  async restartWorker() {
+    this.startWorker();
+    await waitFor(`${this.api}/healthz`, 'wrangler dev', this.workerProc, this.workerLog, 180000);
+  }
+
   async stop() {
     for (const p of [this.workerProc, this.simProc]) {
       if (p && p.exitCode === null) {
