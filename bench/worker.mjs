@@ -6,29 +6,14 @@
 // worker, not wrangler's proxy) by N. Two baselines say what is not the worker's own code:
 // a route that touches no storage (an unknown path: routing + the 404 envelope), and
 // /healthz (one KV read and one D1 query). Prints a JSON summary for the shell script.
-import { execFileSync } from 'node:child_process';
 import { readFileSync, statSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
 import { Stack, ROOT, freePort } from '../tests/e2e/harness.mjs';
 import { sign, toXml } from '../pkg/index.mjs';
+import { TICK_MS, ticks, workerdPids } from './proc.mjs';
 
 const N = Number(process.env.BENCH_REQUESTS ?? 400);
 const C = Number(process.env.BENCH_CONCURRENCY ?? 8);
-const TICK_MS = 1000 / Number(execFileSync('getconf', ['CLK_TCK']).toString().trim());
-
-function workerdPids(stack) {
-  const pgid = stack.workerProc.pid;
-  const pids = execFileSync('pgrep', ['-g', String(pgid), '-x', 'workerd']).toString().trim().split('\n');
-  const user = pids.find((p) => readFileSync(`/proc/${p}/cmdline`, 'utf8').includes('inspector-addr'));
-  const proxy = pids.find((p) => p !== user);
-  return { user, proxy };
-}
-
-const ticks = (pid) => {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  return Number(f[11]) + Number(f[12]); // utime, stime (fields 14, 15)
-};
-
 /** A CDP session on the worker's isolate, through wrangler's inspector proxy. */
 async function inspector(port) {
   const [target] = await (await fetch(`http://127.0.0.1:${port}/json`)).json();
