@@ -191,5 +191,11 @@ test(`chaos: ${PAYS} pays at concurrency ${CONCURRENCY}, forged and reordered no
   // The abandoned and short-of-money orders are still open for the reconciler, unpaid.
   const open = orders.filter((o) => o.kind === 'abandoned' || o.kind === 'not_enough');
   for (const o of open) assert.equal(status(o.no), 'PREPAID');
+  // A full run's logs carry no secret: not the env file's, not a merchant key, not a token.
+  const { wxsim, worker } = stack.logs();
+  const secrets = [...Object.entries(stack.secrets), ...merchants.map((m) => [`api_key of ${m.merchant_id}`, m.api_key]), ...users.map((u) => ['a session token', u.token])];
+  for (const [name, value] of secrets) {
+    assert.ok(!wxsim.includes(value) && !worker.includes(value), `${name} appears in a log`);
+  }
   console.log(JSON.stringify({ pays: orders.length, withdrawals: withdrawals.length, verdicts: v }));
 });
