@@ -92,7 +92,7 @@ pub struct Delivery {
     pub seq: u64,
     pub out_trade_no: String,
     /// `notify` for WeChat's genuine notify; otherwise the injected fault that made it
-    /// (`duplicate`, `wrong_sign`, `wrong_amount`).
+    /// (`duplicate`, `wrong_sign`, `wrong_amount`), or `dropped` for a notify never sent.
     pub kind: String,
     /// 1 for the first try of this notify, then 2, 3… on retries.
     pub attempt: u32,
