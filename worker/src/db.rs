@@ -76,18 +76,6 @@ pub async fn save_profile(env: &Env, openid: &str, profile: &str, now: u64) -> A
     Ok(())
 }
 
-pub async fn merchant_exists(env: &Env, merchant_id: &str) -> ApiResult<bool> {
-    let db = d1(env)?;
-    let found: Option<String> = stmt(
-        &db,
-        "SELECT merchant_id FROM merchants WHERE merchant_id = ?1",
-        &[Arg::Text(merchant_id)],
-    )?
-    .first(Some("merchant_id"))
-    .await?;
-    Ok(found.is_some())
-}
-
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Order {
     pub out_trade_no: String,
@@ -132,12 +120,16 @@ pub async fn order(env: &Env, out_trade_no: &str) -> ApiResult<Option<Order>> {
     .transpose()
 }
 
-pub async fn insert_order(env: &Env, o: &Order) -> ApiResult<()> {
+/// Writes a new order (CREATED) for an existing merchant, in one statement: the merchant
+/// check and the insert are one D1 round trip. False (nothing written) when the merchant
+/// does not exist.
+pub async fn insert_order(env: &Env, o: &Order) -> ApiResult<bool> {
     let db = d1(env)?;
-    stmt(
+    let r = stmt(
         &db,
         "INSERT INTO orders (out_trade_no, openid, merchant_id, total_fee, body, spbill_create_ip, status, created_ms, updated_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'CREATED', ?7, ?7)",
+         SELECT ?1, ?2, ?3, ?4, ?5, ?6, 'CREATED', ?7, ?7
+         WHERE EXISTS (SELECT 1 FROM merchants WHERE merchant_id = ?3)",
         &[
             Arg::Text(&o.out_trade_no),
             Arg::Text(&o.openid),
@@ -150,7 +142,7 @@ pub async fn insert_order(env: &Env, o: &Order) -> ApiResult<()> {
     )?
     .run()
     .await?;
-    Ok(())
+    Ok(changes(&r)? == 1)
 }
 
 /// CREATED/PREPAID → PREPAID with this prepay_id; false if the order moved on meanwhile.

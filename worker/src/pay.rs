@@ -66,9 +66,6 @@ async fn new_order(
 ) -> ApiResult<Order> {
     let total_fee = money.ok_or_else(|| ApiError::param(AmountError::Missing.to_string()))?;
     let merchant_id = input.opt_text("merchant_id")?.unwrap_or("default");
-    if !db::merchant_exists(env, merchant_id).await? {
-        return Err(ApiError::not_found(format!("no merchant {merchant_id}")));
-    }
     let body = input.opt_text("body")?.unwrap_or(DEFAULT_BODY);
     if body.len() > 128 {
         return Err(ApiError::param(format!(
@@ -94,7 +91,9 @@ async fn new_order(
         created_ms: now,
         updated_ms: now,
     };
-    db::insert_order(env, &order).await?;
+    if !db::insert_order(env, &order).await? {
+        return Err(ApiError::not_found(format!("no merchant {merchant_id}")));
+    }
     Ok(order)
 }
 

@@ -2,11 +2,9 @@
 //! longer than `WECHAT_TIMEOUT_MS`: a hung upstream becomes code 9 / 504, and the order
 //! it concerned stays in a state a retry or the reconciler can finish.
 
-use std::time::Duration;
-
-use futures_util::future::{Either, select};
 use wasm_bindgen::JsValue;
-use worker::{AbortController, Delay, Fetch, Headers, Method, Request, RequestInit};
+use worker::wasm_bindgen_futures::JsFuture;
+use worker::{AbortSignal, Fetch, Headers, Method, Request, RequestInit, web_sys};
 
 use crate::api::ApiError;
 
@@ -38,24 +36,27 @@ impl Upstream {
     }
 }
 
+/// One request to WeChat under `AbortSignal.timeout`: the runtime's own timer aborts the
+/// fetch, or the body read, at the deadline. No timer or closure of ours crosses into the
+/// wasm, which matters on a path whose CPU is mostly such crossings.
 async fn send(request: Request, timeout_ms: u64) -> Result<Vec<u8>, Upstream> {
-    let controller = AbortController::default();
-    let signal = controller.signal();
-    let fetch = Box::pin(async move {
-        let mut res = Fetch::Request(request).send_with_signal(&signal).await?;
+    let ms = u32::try_from(timeout_ms).unwrap_or(u32::MAX);
+    let signal = AbortSignal::from(web_sys::AbortSignal::timeout_with_u32(ms));
+    let result = async {
+        let res = Fetch::Request(request).send_with_signal(&signal).await?;
         let status = res.status_code();
-        let body = res.bytes().await?;
-        Ok::<_, worker::Error>((status, body))
-    });
-    let deadline = Box::pin(Delay::from(Duration::from_millis(timeout_ms)));
-    match select(fetch, deadline).await {
-        Either::Left((Ok((200, body)), _)) => Ok(body),
-        Either::Left((Ok((status, _)), _)) => Err(Upstream::Status(status)),
-        Either::Left((Err(e), _)) => Err(Upstream::Unreachable(e.to_string())),
-        Either::Right(_) => {
-            controller.abort();
-            Err(Upstream::Timeout)
-        }
+        // One arrayBuffer() for the whole body: worker::Response::bytes() reads the stream
+        // chunk by chunk, each chunk a round trip between JS and the wasm.
+        let res: web_sys::Response = res.into();
+        let buffer = JsFuture::from(res.array_buffer()?).await?;
+        Ok::<_, worker::Error>((status, js_sys::Uint8Array::new(&buffer).to_vec()))
+    }
+    .await;
+    match result {
+        Ok((200, body)) => Ok(body),
+        Ok((status, _)) => Err(Upstream::Status(status)),
+        Err(_) if signal.aborted() => Err(Upstream::Timeout),
+        Err(e) => Err(Upstream::Unreachable(e.to_string())),
     }
 }
 

@@ -1,0 +1,123 @@
+// The reference for `scripts/bench worker`: a plain JS Worker that makes, per route, the
+// same storage and network calls as wxedge's worker (the same KV reads and writes, D1
+// statements, rate-limiter calls, subrequests to wxsim with a deadline, one JSON log line)
+// and nothing else: no validation, no signing, no XML, no decryption. Served by the same
+// `wrangler dev` with the same bindings, it costs what the runtime and the local KV/D1
+// emulation cost; wxedge's worker minus this is the worker's own CPU (its wasm and the JS
+// glue around it). A benchmark fixture, never deployed: it checks nothing.
+
+const json = (status, code, data) =>
+  new Response(JSON.stringify({ code, msg: code ? 'error' : 'ok', data }), {
+    status,
+    headers: { 'content-type': 'application/json' },
+  });
+
+/** fetch with a deadline, as the worker's wechat::send does (AbortController + timer). */
+async function upstream(url, init, ms) {
+  const ctl = new AbortController();
+  let timer;
+  const deadline = new Promise((resolve) => {
+    timer = setTimeout(resolve, ms);
+  });
+  try {
+    const res = await Promise.race([fetch(url, { ...init, signal: ctl.signal }), deadline]);
+    return new Uint8Array(await res.arrayBuffer());
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+const token = () => {
+  const b = crypto.getRandomValues(new Uint8Array(32));
+  return btoa(String.fromCharCode(...b)).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+};
+
+const routes = {
+  // jscode2session, the per-IP and per-openid limiters, the user upsert, the session put.
+  async '/login'(req, env) {
+    const { code } = await req.json();
+    await env.LOGIN_IP_LIMITER.limit({ key: 'LOGIN_IP_LIMITER:127.0.0.1' });
+    const url = `${env.WECHAT_API_BASE}/sns/jscode2session?appid=${env.WECHAT_APPID}&secret=${env.WECHAT_APP_SECRET}&js_code=${code}&grant_type=authorization_code`;
+    const answer = JSON.parse(new TextDecoder().decode(await upstream(url, {}, 5000)));
+    await env.LOGIN_OPENID_LIMITER.limit({ key: `LOGIN_OPENID_LIMITER:${answer.openid}` });
+    const now = Date.now();
+    await env.DB.prepare(
+      `INSERT INTO users (openid, unionid, created_ms, login_ms, updated_ms) VALUES (?1, ?2, ?3, ?3, ?3)
+       ON CONFLICT (openid) DO UPDATE SET unionid = COALESCE(excluded.unionid, users.unionid),
+         login_ms = excluded.login_ms, updated_ms = excluded.updated_ms`,
+    ).bind(answer.openid, null, now).run();
+    const t = token();
+    const session = { openid: answer.openid, session_key: answer.session_key, login_ms: now, expires_ms: now + 7200e3 };
+    await env.SESSIONS.put(`session:${t}`, JSON.stringify(session), { expirationTtl: 7200 });
+    return json(200, 0, { token: t, expires_in: 7200, ttl_mode: 'fixed' });
+  },
+
+  // The session get, both limiters, the order insert (merchant checked in it), unifiedorder
+  // (a fixed body: wxsim refuses its sign, an answer of the same size class), the update.
+  async '/pay'(req, env) {
+    const body = await req.json();
+    const t = (req.headers.get('authorization') ?? '').replace(/^Bearer /, '');
+    const session = await env.SESSIONS.get(`session:${t}`, 'json');
+    await env.PAY_IP_LIMITER.limit({ key: 'PAY_IP_LIMITER:127.0.0.1' });
+    await env.PAY_OPENID_LIMITER.limit({ key: `PAY_OPENID_LIMITER:${session.openid}` });
+    const no = token().replace(/[-_]/g, '0').slice(0, 32);
+    const now = Date.now();
+    await env.DB.prepare(
+      `INSERT INTO orders (out_trade_no, openid, merchant_id, total_fee, body, spbill_create_ip, status, created_ms, updated_ms)
+       SELECT ?1, ?2, ?3, ?4, ?5, ?6, 'CREATED', ?7, ?7
+       WHERE EXISTS (SELECT 1 FROM merchants WHERE merchant_id = ?3)`,
+    ).bind(no, session.openid, 'default', body.money, 'wxedge order', '127.0.0.1', now).run();
+    const xml = `<xml><appid><![CDATA[${env.WECHAT_APPID}]]></appid><body><![CDATA[wxedge order]]></body><mch_id><![CDATA[${env.WECHAT_MCH_ID}]]></mch_id><nonce_str><![CDATA[${token().slice(0, 32)}]]></nonce_str><notify_url><![CDATA[${env.PUBLIC_BASE_URL}/notify/]]></notify_url><openid><![CDATA[${session.openid}]]></openid><out_trade_no><![CDATA[${no}]]></out_trade_no><spbill_create_ip><![CDATA[127.0.0.1]]></spbill_create_ip><total_fee><![CDATA[${body.money}]]></total_fee><trade_type><![CDATA[JSAPI]]></trade_type><sign><![CDATA[00000000000000000000000000000000]]></sign></xml>`;
+    await upstream(`${env.WECHAT_PAY_BASE}/pay/unifiedorder`, { method: 'POST', headers: { 'content-type': 'text/xml; charset=utf-8' }, body: xml }, 5000);
+    await env.DB.prepare(
+      `UPDATE orders SET status = 'PREPAID', prepay_id = ?2, prepay_ms = ?3, updated_ms = ?3
+       WHERE out_trade_no = ?1 AND status IN ('CREATED', 'PREPAID')`,
+    ).bind(no, 'wx000000000000000000000000000000', now).run();
+    return json(200, 0, { timeStamp: String(Math.floor(now / 1000)), nonceStr: 'x', package: 'prepay_id=wx0', signType: 'MD5', paySign: 'X', out_trade_no: no });
+  },
+
+  // Store the raw body, read the order, the credit batch: what a notify for a new order does.
+  async '/notify'(req, env) {
+    const text = await req.text();
+    const field = (name) => new RegExp(`<${name}><!\\[CDATA\\[([^\\]]*)\\]\\]>`).exec(text)?.[1] ?? '';
+    const no = field('out_trade_no');
+    const now = Date.now();
+    const id = await env.DB.prepare('INSERT INTO notifications (received_ms, body, remote_ip) VALUES (?1, ?2, ?3) RETURNING id')
+      .bind(now, text, null).first('id');
+    await env.DB.prepare("SELECT json_object('out_trade_no', out_trade_no, 'status', status, 'total_fee', total_fee) AS j FROM orders WHERE out_trade_no = ?1")
+      .bind(no).first('j');
+    await env.DB.batch([
+      env.DB.prepare(
+        `UPDATE orders SET status = 'PAID', transaction_id = ?2, paid_ms = ?3, updated_ms = ?3, paid_via = ?4
+         WHERE out_trade_no = ?1 AND status IN ('CREATED', 'PREPAID')`,
+      ).bind(no, field('transaction_id'), now, 'notify'),
+      env.DB.prepare(
+        `UPDATE notifications SET out_trade_no = ?2,
+           verdict = CASE WHEN changes() = 1 THEN 'CREDITED' ELSE 'DUPLICATE' END,
+           reason = CASE WHEN changes() = 1 THEN 'verified; order is now PAID' ELSE 'verified; order was already settled' END
+         WHERE id = ?1`,
+      ).bind(id, no),
+    ]);
+    return new Response('<xml><return_code><![CDATA[SUCCESS]]></return_code><return_msg><![CDATA[OK]]></return_msg></xml>', {
+      headers: { 'content-type': 'text/xml; charset=utf-8' },
+    });
+  },
+
+  // One KV read and one D1 query, as /healthz does.
+  async '/healthz'(req, env) {
+    await env.SESSIONS.get('healthz');
+    await env.DB.prepare('SELECT 1 AS one').first('one');
+    return json(200, 0, { kv: true, d1: true });
+  },
+};
+
+export default {
+  async fetch(req, env) {
+    const start = Date.now();
+    const route = new URL(req.url).pathname.replace(/\/+$/, '');
+    const handler = routes[route];
+    const res = handler ? await handler(req, env) : json(404, 5, null);
+    console.log(JSON.stringify({ method: req.method, route, status: res.status, code: res.status === 200 ? 0 : 5, ms: Date.now() - start }));
+    return res;
+  },
+};
