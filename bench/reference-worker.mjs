@@ -84,8 +84,12 @@ const routes = {
     const now = Date.now();
     const id = await env.DB.prepare('INSERT INTO notifications (received_ms, body, remote_ip) VALUES (?1, ?2, ?3) RETURNING id')
       .bind(now, text, null).first('id');
-    await env.DB.prepare("SELECT json_object('out_trade_no', out_trade_no, 'status', status, 'total_fee', total_fee) AS j FROM orders WHERE out_trade_no = ?1")
-      .bind(no).first('j');
+    // The order row as wxedge reads it (db::ORDER_JSON): one JSON string.
+    await env.DB.prepare(`SELECT json_object('out_trade_no', out_trade_no, 'openid', openid, 'merchant_id', merchant_id,
+        'total_fee', total_fee, 'body', body, 'spbill_create_ip', spbill_create_ip, 'status', status,
+        'prepay_id', prepay_id, 'prepay_ms', prepay_ms, 'transaction_id', transaction_id, 'paid_ms', paid_ms,
+        'failure', failure, 'withdrawal_id', withdrawal_id, 'created_ms', created_ms, 'updated_ms', updated_ms)
+        AS j FROM orders WHERE out_trade_no = ?1`).bind(no).first('j');
     await env.DB.batch([
       env.DB.prepare(
         `UPDATE orders SET status = 'PAID', transaction_id = ?2, paid_ms = ?3, updated_ms = ?3, paid_via = ?4

@@ -51,17 +51,16 @@ pub async fn rotate_key(req: Request, env: &Env, merchant_id: &str) -> ApiResult
     auth::admin(&req, env)?;
     let api_key = keys::new_api_key().map_err(|e| ApiError::internal(e.to_string()))?;
     let db = db::d1(env)?;
-    let r = db::stmt(
+    let changed = db::run(db::stmt(
         &db,
         "UPDATE merchants SET api_key_hash = ?2 WHERE merchant_id = ?1",
         &[
             Arg::Text(merchant_id),
             Arg::Text(&keys::api_key_hash(&api_key)),
         ],
-    )?
-    .run()
+    )?)
     .await?;
-    if db::changes(&r)? != 1 {
+    if changed != 1 {
         return Err(ApiError::not_found(format!("no merchant {merchant_id}")));
     }
     ok(json!({ "merchant_id": merchant_id, "api_key": api_key }))

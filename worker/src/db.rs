@@ -2,8 +2,11 @@
 //! statement (`… WHERE status IN (…)`), so a duplicate or a race changes nothing instead
 //! of changing something twice.
 
+use js_sys::{Array, Reflect};
 use serde::{Deserialize, Serialize};
-use wasm_bindgen::JsValue;
+use wasm_bindgen::{JsCast, JsValue};
+use worker::wasm_bindgen_futures::JsFuture;
+use worker::worker_sys::D1Database as D1DatabaseSys;
 use worker::{D1Database, D1PreparedStatement, Env};
 
 use crate::api::ApiResult;
@@ -40,9 +43,34 @@ pub fn stmt(db: &D1Database, sql: &str, args: &[Arg<'_>]) -> ApiResult<D1Prepare
     Ok(db.prepare(sql).bind(&values)?)
 }
 
-/// Rows changed by a statement that ran (a guarded UPDATE that matched nothing gives 0).
-pub fn changes(result: &worker::D1Result) -> ApiResult<usize> {
-    Ok(result.meta()?.and_then(|m| m.changes).unwrap_or(0))
+/// Runs a write; the rows it changed (a guarded UPDATE that matched nothing gives 0).
+///
+/// Through the raw statement rather than `D1PreparedStatement::run` + `D1Result::meta`:
+/// `meta` deserializes a dozen fields one JS round trip each, and the only one a write
+/// needs is `changes`. On the pay and notify paths those round trips are most of what
+/// the worker itself costs (bench/RESULTS.md, worker section).
+pub async fn run(stmt: D1PreparedStatement) -> ApiResult<usize> {
+    let promise = stmt.inner().run().map_err(worker::Error::from)?;
+    let result = JsFuture::from(promise).await.map_err(worker::Error::from)?;
+    Ok(changes(&result))
+}
+
+/// `result.meta.changes` of one D1 result object (0 when absent).
+fn changes(result: &JsValue) -> usize {
+    Reflect::get(result, &JsValue::from_str("meta"))
+        .and_then(|meta| Reflect::get(&meta, &JsValue::from_str("changes")))
+        .ok()
+        .and_then(|c| c.as_f64())
+        .map_or(0, |c| c as usize)
+}
+
+/// Runs statements as one D1 batch (one transaction: all or nothing); the rows each changed.
+pub async fn batch(db: &D1Database, stmts: &[D1PreparedStatement]) -> ApiResult<Vec<usize>> {
+    let array: Array = stmts.iter().map(|s| JsValue::from(s.inner())).collect();
+    let sys: &D1DatabaseSys = db.as_ref().unchecked_ref();
+    let promise = sys.batch(array).map_err(worker::Error::from)?;
+    let results = JsFuture::from(promise).await.map_err(worker::Error::from)?;
+    Ok(Array::from(&results).iter().map(|r| changes(&r)).collect())
 }
 
 pub async fn upsert_user(
@@ -52,26 +80,23 @@ pub async fn upsert_user(
     now: u64,
 ) -> ApiResult<()> {
     let db = d1(env)?;
-    stmt(
+    run(stmt(
         &db,
         "INSERT INTO users (openid, unionid, created_ms, login_ms, updated_ms) VALUES (?1, ?2, ?3, ?3, ?3)
          ON CONFLICT (openid) DO UPDATE SET unionid = COALESCE(excluded.unionid, users.unionid),
            login_ms = excluded.login_ms, updated_ms = excluded.updated_ms",
         &[Arg::Text(openid), unionid.into(), Arg::Int(now)],
-    )?
-    .run()
-    .await?;
+    )?).await?;
     Ok(())
 }
 
 pub async fn save_profile(env: &Env, openid: &str, profile: &str, now: u64) -> ApiResult<()> {
     let db = d1(env)?;
-    stmt(
+    run(stmt(
         &db,
         "UPDATE users SET profile = ?2, updated_ms = ?3 WHERE openid = ?1",
         &[Arg::Text(openid), Arg::Text(profile), Arg::Int(now)],
-    )?
-    .run()
+    )?)
     .await?;
     Ok(())
 }
@@ -125,7 +150,7 @@ pub async fn order(env: &Env, out_trade_no: &str) -> ApiResult<Option<Order>> {
 /// does not exist.
 pub async fn insert_order(env: &Env, o: &Order) -> ApiResult<bool> {
     let db = d1(env)?;
-    let r = stmt(
+    Ok(run(stmt(
         &db,
         "INSERT INTO orders (out_trade_no, openid, merchant_id, total_fee, body, spbill_create_ip, status, created_ms, updated_ms)
          SELECT ?1, ?2, ?3, ?4, ?5, ?6, 'CREATED', ?7, ?7
@@ -139,10 +164,7 @@ pub async fn insert_order(env: &Env, o: &Order) -> ApiResult<bool> {
             Arg::Text(&o.spbill_create_ip),
             Arg::Int(o.created_ms),
         ],
-    )?
-    .run()
-    .await?;
-    Ok(changes(&r)? == 1)
+    )?).await? == 1)
 }
 
 /// CREATED/PREPAID → PREPAID with this prepay_id; false if the order moved on meanwhile.
@@ -153,15 +175,14 @@ pub async fn mark_prepaid(
     now: u64,
 ) -> ApiResult<bool> {
     let db = d1(env)?;
-    let r = stmt(
+    Ok(run(stmt(
         &db,
         "UPDATE orders SET status = 'PREPAID', prepay_id = ?2, prepay_ms = ?3, updated_ms = ?3
          WHERE out_trade_no = ?1 AND status IN ('CREATED', 'PREPAID')",
         &[Arg::Text(out_trade_no), Arg::Text(prepay_id), Arg::Int(now)],
-    )?
-    .run()
-    .await?;
-    Ok(changes(&r)? == 1)
+    )?)
+    .await?
+        == 1)
 }
 
 /// CREATED/PREPAID → CLOSED or FAILED (with WeChat's reason).
@@ -173,7 +194,7 @@ pub async fn mark_ended(
     now: u64,
 ) -> ApiResult<bool> {
     let db = d1(env)?;
-    let r = stmt(
+    Ok(run(stmt(
         &db,
         "UPDATE orders SET status = ?2, failure = ?3, updated_ms = ?4
          WHERE out_trade_no = ?1 AND status IN ('CREATED', 'PREPAID')",
@@ -183,10 +204,9 @@ pub async fn mark_ended(
             Arg::Text(failure),
             Arg::Int(now),
         ],
-    )?
-    .run()
-    .await?;
-    Ok(changes(&r)? == 1)
+    )?)
+    .await?
+        == 1)
 }
 
 /// Stores a notify body before anything else looks at it; returns its row id.
@@ -215,7 +235,7 @@ pub async fn set_verdict(
     reason: &str,
 ) -> ApiResult<()> {
     let db = d1(env)?;
-    stmt(
+    run(stmt(
         &db,
         "UPDATE notifications SET out_trade_no = ?2, verdict = ?3, reason = ?4 WHERE id = ?1",
         &[
@@ -224,8 +244,7 @@ pub async fn set_verdict(
             Arg::Text(verdict),
             Arg::Text(reason),
         ],
-    )?
-    .run()
+    )?)
     .await?;
     Ok(())
 }
@@ -260,21 +279,25 @@ pub async fn credit_by_query(
     now: u64,
 ) -> ApiResult<bool> {
     let db = d1(env)?;
-    let r = mark_paid(&db, out_trade_no, transaction_id, "reconciler", now)?
-        .run()
-        .await?;
-    Ok(changes(&r)? == 1)
+    Ok(run(mark_paid(
+        &db,
+        out_trade_no,
+        transaction_id,
+        "reconciler",
+        now,
+    )?)
+    .await?
+        == 1)
 }
 
 /// The reconciler's note on an order it looked at and left as it was (or could not move).
 pub async fn note_reconciled(env: &Env, out_trade_no: &str, note: &str, now: u64) -> ApiResult<()> {
     let db = d1(env)?;
-    stmt(
+    run(stmt(
         &db,
         "UPDATE orders SET reconciled_ms = ?2, reconcile_note = ?3 WHERE out_trade_no = ?1",
         &[Arg::Text(out_trade_no), Arg::Int(now), Arg::Text(note)],
-    )?
-    .run()
+    )?)
     .await?;
     Ok(())
 }
@@ -309,8 +332,9 @@ pub async fn credit(
     now: u64,
 ) -> ApiResult<bool> {
     let db = d1(env)?;
-    let results = db
-        .batch(vec![
+    let changed = batch(
+        &db,
+        &[
             mark_paid(&db, out_trade_no, transaction_id, "notify", now)?,
             stmt(
                 &db,
@@ -320,10 +344,8 @@ pub async fn credit(
                  WHERE id = ?1",
                 &[Arg::Int(notification_id), Arg::Text(out_trade_no)],
             )?,
-        ])
-        .await?;
-    match results.first() {
-        Some(r) => Ok(changes(r)? == 1),
-        None => Ok(false),
-    }
+        ],
+    )
+    .await?;
+    Ok(changed.first() == Some(&1))
 }

@@ -47,15 +47,14 @@ pub async fn put(env: &Env, token: &str, session: &mut Session, ttl_secs: u64) -
 
 pub async fn get(env: &Env, token: &str) -> ApiResult<Session> {
     let key = key(token)?;
-    let found: Option<Session> = env
-        .kv("SESSIONS")?
-        .get(&key)
-        .json()
-        .await
-        .map_err(worker::Error::from)?;
-    let mut session = found.ok_or_else(|| {
+    // As text, parsed here: KV's own JSON mode would hand over a JS object that serde
+    // then reads field by field across the JS boundary.
+    let found = env.kv("SESSIONS")?.get(&key).text().await?;
+    let text = found.ok_or_else(|| {
         ApiError::token("token unknown or expired: log in again (wx.login → /login/)")
     })?;
+    let mut session: Session = serde_json::from_str(&text)
+        .map_err(|e| ApiError::internal(format!("unreadable session: {e}")))?;
     let cfg = crate::config::Config::from_env(env)?;
     let ttl_ms = cfg.session_ttl_secs * 1000;
     if cfg.session_sliding && session.expires_ms.saturating_sub(crate::now_ms()) < ttl_ms / 2 {
