@@ -14,7 +14,13 @@
 // gets busier or quieter meanwhile weighs on both alike. For each worker and route: the
 // CPU time (utime + stime from /proc) its workerd process used during its batches, divided
 // by its N requests. wxedge minus reference is the worker's own CPU per request; the
-// reference is what the runtime and the emulation cost. Prints a JSON summary.
+// reference is what the runtime and the emulation cost.
+//
+// The emulation is most of the process's CPU and varies from batch to batch, so the
+// difference carries a few tenths of a millisecond of noise. A second pair of stacks
+// therefore serves both workers through bench/mock-entry.mjs, with every binding and
+// WeChat stood in by in-memory answers: no emulation, and the difference is measured
+// closely. Prints a JSON summary for scripts/bench.d/worker.
 import { readFileSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
 import { Stack, ROOT } from '../tests/e2e/harness.mjs';
@@ -102,14 +108,44 @@ const median = (xs) => quantile(xs, 0.5);
 const post = (url, body, headers = {}) =>
   fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) });
 const json = async (r) => ({ status: r.status, body: await r.json() });
+const text = async (r) => ({ status: r.status, text: await r.text() });
 
-async function main() {
+/** wxedge beside the reference, route by route: their CPU and the difference. */
+function compare([ours, ref], routes) {
+  const out = {};
+  for (const route of routes) {
+    const o = ours.summary(route);
+    const f = ref.summary(route);
+    const [o1, o2] = ours.halves(route);
+    const [f1, f2] = ref.halves(route);
+    // Per batch pair: a pair hit by a spike of the machine's (another tenant, a
+    // checkpoint of the local SQLite) shows as an outlier, which the median ignores.
+    const pairs = ours.stats[route].batches.map((b, i) => {
+      const r = ref.stats[route].batches[i];
+      return b.ms / b.n - r.ms / r.n;
+    });
+    out[route] = {
+      wxedge: o, reference: f, own_ms: o.cpu_ms - f.cpu_ms, own_ms_halves: [o1 - f1, o2 - f2],
+      own_ms_median: median(pairs), own_ms_quartiles: [quantile(pairs, 0.25), quantile(pairs, 0.75)],
+    };
+  }
+  return out;
+}
+
+/** Starts one stack per worker, one after the other (two wrangler dev starting at once
+ * can collide on workerd's sockets). */
+async function start(targets, opts) {
+  for (const [name, main] of Object.entries(WORKERS)) {
+    const stack = await new Stack({ logLevel: 'warn', ...opts(name, main) }).start();
+    targets.push(new Target(name, stack));
+  }
+}
+
+/** The real local stack: KV, D1, rate limiters emulated, WeChat played by wxsim. */
+async function emulated() {
   const targets = [];
   try {
-    // One after the other: two wrangler dev starting at once can collide on workerd's sockets.
-    for (const [name, main] of Object.entries(WORKERS)) {
-      targets.push(new Target(name, await new Stack({ logLevel: 'warn', main }).start()));
-    }
+    await start(targets, (name, main) => ({ main }));
     const api = (t) => t.stack.api;
     // Warm up: the first requests compile the wasm and open the local databases.
     for (const t of targets) for (let i = 0; i < 30; i++) await fetch(`${api(t)}/healthz`).then((r) => r.text());
@@ -136,50 +172,84 @@ async function main() {
 
     // notify: one signed notify per order, as WeChat sends them, each crediting its order.
     for (const t of targets) {
-      const { vars, secrets } = t.stack;
-      t.notifies = t.orders.map(({ no, fee }, i) => {
-        const p = {
-          appid: vars.WECHAT_APPID, mch_id: vars.WECHAT_MCH_ID, nonce_str: `n${i}`, result_code: 'SUCCESS', return_code: 'SUCCESS',
-          openid: 'oBench0', trade_type: 'JSAPI', bank_type: 'OTHERS', total_fee: String(fee), cash_fee: String(fee),
-          transaction_id: `42000000000000000${String(i).padStart(11, '0')}`, out_trade_no: no, time_end: '20261125120000',
-        };
-        return toXml({ ...p, sign: sign(p, secrets.WECHAT_PAY_KEY) });
-      });
+      t.notifies = t.orders.map(({ no, fee }, i) => signedNotify(t.stack, no, fee, i));
     }
     await alternate(targets, 'notify',
-      (t, i) => fetch(`${api(t)}/notify/`, { method: 'POST', body: t.notifies[i % t.notifies.length] }).then(async (r) => ({ status: r.status, text: await r.text() })),
+      (t, i) => fetch(`${api(t)}/notify/`, { method: 'POST', body: t.notifies[i % t.notifies.length] }).then(text),
       (t, r) => r.status === 200 && r.text.includes('SUCCESS'));
 
-    const [ours, ref] = targets;
-    const routes = {};
-    for (const route of ROUTES) {
-      const o = ours.summary(route);
-      const f = ref.summary(route);
-      const [o1, o2] = ours.halves(route);
-      const [f1, f2] = ref.halves(route);
-      // Per batch pair: a pair hit by a spike of the machine's (another tenant, a
-      // checkpoint of the local SQLite) shows as an outlier, which the median ignores.
-      const pairs = ours.stats[route].batches.map((b, i) => {
-        const r = ref.stats[route].batches[i];
-        return b.ms / b.n - r.ms / r.n;
-      });
-      routes[route] = {
-        wxedge: o, reference: f, own_ms: o.cpu_ms - f.cpu_ms, own_ms_halves: [o1 - f1, o2 - f2],
-        own_ms_median: median(pairs), own_ms_quartiles: [quantile(pairs, 0.25), quantile(pairs, 0.75)],
-      };
-    }
-    const wasm = readFileSync(`${ROOT}/worker/build/index_bg.wasm`);
-    console.log(JSON.stringify({
-      n: N, c: C, b: B,
-      paid: ours.stack.sql("SELECT COUNT(*) AS n FROM orders WHERE status = 'PAID'")[0].n,
-      orders: ours.orders.length,
-      wasm_raw: wasm.length,
-      wasm_gzip: gzipSync(wasm, { level: 9 }).length,
-      routes,
-    }));
+    return {
+      routes: compare(targets, ROUTES),
+      paid: targets[0].stack.sql("SELECT COUNT(*) AS n FROM orders WHERE status = 'PAID'")[0].n,
+      orders: targets[0].orders.length,
+    };
   } finally {
     for (const t of targets) await t.stack.stop();
   }
+}
+
+/**
+ * The same workers with every binding and WeChat stood in by bench/mock-entry.mjs: no
+ * emulation and nothing stored, so what is left is the runtime's request handling and the
+ * worker's own code, and the difference is measured closely.
+ */
+async function standIns() {
+  const targets = [];
+  try {
+    await start(targets, (name) => ({ main: 'bench/mock-entry.mjs', vars: { MOCK_TARGET: name } }));
+    const token = 'A'.repeat(43); // token-shaped; the stand-in KV knows every token
+    for (const t of targets) {
+      const { vars, secrets } = t.stack;
+      const u = {
+        return_code: 'SUCCESS', return_msg: 'OK', appid: vars.WECHAT_APPID, mch_id: vars.WECHAT_MCH_ID, nonce_str: 'n0',
+        result_code: 'SUCCESS', prepay_id: 'wx201410272009395522657a690389285100', trade_type: 'JSAPI',
+      };
+      await post(`${t.stack.api}/__mock/setup`, {
+        jscode2session: JSON.stringify({ openid: 'oBenchMock', session_key: 'tiihtNczf5v6AKRyjwEUhQ==' }),
+        unifiedorder: toXml({ ...u, sign: sign(u, secrets.WECHAT_PAY_KEY) }),
+        total_fee: 100,
+      });
+      t.notify = signedNotify(t.stack, 'BenchOrder0000000000000000000001', 100, 0);
+    }
+    const calls = {
+      nostore: [(t) => fetch(`${t.stack.api}/nope`).then(json), 404],
+      login: [(t) => post(`${t.stack.api}/login/`, { code: '0a1b2c3d4e5f6g7h8i9j0k1l2m3n4o5p' }).then(json), 200],
+      pay: [(t) => post(`${t.stack.api}/pay/`, { money: 100 }, { authorization: `Bearer ${token}` }).then(json), 200],
+      notify: [(t) => fetch(`${t.stack.api}/notify/`, { method: 'POST', body: t.notify }).then(text), 200],
+    };
+    for (const [route, [call, status]] of Object.entries(calls)) {
+      for (const t of targets) for (let i = 0; i < 100; i++) await call(t); // warm up
+      await alternate(targets, route, (t) => call(t), (t, r) => r.status === status);
+    }
+    return { routes: compare(targets, Object.keys(calls)) };
+  } finally {
+    for (const t of targets) await t.stack.stop();
+  }
+}
+
+function signedNotify(stack, no, fee, i) {
+  const { vars, secrets } = stack;
+  const p = {
+    appid: vars.WECHAT_APPID, mch_id: vars.WECHAT_MCH_ID, nonce_str: `n${i}`, result_code: 'SUCCESS', return_code: 'SUCCESS',
+    openid: 'oBench0', trade_type: 'JSAPI', bank_type: 'OTHERS', total_fee: String(fee), cash_fee: String(fee),
+    transaction_id: `42000000000000000${String(i).padStart(11, '0')}`, out_trade_no: no, time_end: '20261125120000',
+  };
+  return toXml({ ...p, sign: sign(p, secrets.WECHAT_PAY_KEY) });
+}
+
+async function main() {
+  const real = await emulated();
+  const mocked = await standIns();
+  const wasm = readFileSync(`${ROOT}/worker/build/index_bg.wasm`);
+  console.log(JSON.stringify({
+    n: N, c: C, b: B,
+    paid: real.paid,
+    orders: real.orders,
+    wasm_raw: wasm.length,
+    wasm_gzip: gzipSync(wasm, { level: 9 }).length,
+    routes: real.routes,
+    standins: mocked.routes,
+  }));
 }
 
 await main();
