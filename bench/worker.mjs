@@ -3,7 +3,8 @@
 // `wrangler dev` runs the worker in one workerd process together with the local KV/D1
 // emulation (SQLite behind Durable Objects), the rate-limiter emulation, the subrequest
 // plumbing and wrangler's dev middleware, so that process's CPU is not the worker's own.
-// To say how much of it is, the same requests go to two workers under identical stacks (release wxsim + wrangler dev, fresh local KV/D1, same bindings):
+// To say how much of it is, the same requests go to two workers under identical stacks
+// (release wxsim + wrangler dev, fresh local KV/D1, same bindings):
 //
 //   wxedge     worker/build (the Rust worker: its wasm and worker-build's JS glue)
 //   reference  bench/reference-worker.mjs: plain JS making the same KV, D1, rate-limiter
@@ -12,8 +13,8 @@
 // Both stacks run side by side and each route's requests go to them in alternating
 // batches (B to wxedge, B to the reference, and again, N each in all), so a machine that
 // gets busier or quieter meanwhile weighs on both alike. For each worker and route: the
-// CPU time (utime + stime from /proc) its workerd process used during its batches, divided
-// by its N requests. wxedge minus reference is the worker's own CPU per request; the
+// CPU time every thread of its workerd process used during its batches (proc.mjs cpuMs,
+// from /proc/PID/task/*/schedstat, in ns), divided by its N requests. wxedge minus reference is the worker's own CPU per request; the
 // reference is what the runtime and the emulation cost.
 //
 // The emulation is most of the process's CPU and varies from batch to batch, so the

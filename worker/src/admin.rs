@@ -25,7 +25,7 @@ pub async fn create_merchant(mut req: Request, env: &Env) -> ApiResult<Response>
     let merchant_id = format!("m_{}", random::alphanumeric(16).map_err(rand)?);
     let api_key = keys::new_api_key().map_err(rand)?;
     let db = db::d1(env)?;
-    db::stmt(
+    db::run(db::stmt(
         &db,
         "INSERT INTO merchants (merchant_id, name, api_key_hash, created_ms) VALUES (?1, ?2, ?3, ?4)",
         &[
@@ -34,8 +34,7 @@ pub async fn create_merchant(mut req: Request, env: &Env) -> ApiResult<Response>
             Arg::Text(&keys::api_key_hash(&api_key)),
             Arg::Int(now_ms()),
         ],
-    )?
-    .run()
+    )?)
     .await?;
     ok(json!({
         "merchant_id": merchant_id,
