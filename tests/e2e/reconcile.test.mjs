@@ -15,7 +15,7 @@ let user;
 before(async () => {
   stack = await startStack({
     wechatTimeoutMs: 1500,
-    vars: { RECONCILE_GRACE_SECS: '0', RECONCILE_CLOSE_AFTER_SECS: String(CLOSE_AFTER_SECS), RECONCILE_BATCH: '50' },
+    vars: { RECONCILE_GRACE_SECS: '0', RECONCILE_CLOSE_AFTER_SECS: String(CLOSE_AFTER_SECS), RECONCILE_BATCH: '50', RECONCILE_BACKOFF_MIN_SECS: '1', RECONCILE_BACKOFF_MAX_SECS: '2' },
   });
   user = await stack.login('oReconcile');
 });

@@ -21,7 +21,7 @@ before(async () => {
   stack = await startStack({
     timeScale: 0.001,
     wechatTimeoutMs: 1500,
-    vars: { RECONCILE_GRACE_SECS: '0', RECONCILE_CLOSE_AFTER_SECS: '3600', RECONCILE_BATCH: '200' },
+    vars: { RECONCILE_GRACE_SECS: '0', RECONCILE_CLOSE_AFTER_SECS: '3600', RECONCILE_BATCH: '200', RECONCILE_BACKOFF_MIN_SECS: '1', RECONCILE_BACKOFF_MAX_SECS: '2' },
   });
   stack.opts.simArgs = ['--state', join(stack.dir, 'wxsim-state.json')];
   await stack.kill('sim');

@@ -5,8 +5,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use worker::{Env, Request, Response};
 use wxedge_core::auth as keys;
-use wxedge_core::ledger::{self, MerchantTotals, OrderStatus, WithdrawalTotals};
-use wxedge_core::{Fen, random};
+use wxedge_core::ledger::{AuditSnapshot, OrderStatus};
+use wxedge_core::order::OrderRow;
+use wxedge_core::{random, store};
 
 use crate::api::{ApiError, ApiResult, Input, ok};
 use crate::db::{self, Arg};
@@ -93,7 +94,7 @@ pub async fn list_orders(req: Request, env: &Env) -> ApiResult<Response> {
                (SELECT {} AS j, id FROM orders
                 WHERE id < ?1 AND (?2 IS NULL OR status = ?2) AND (?3 IS NULL OR merchant_id = ?3)
                 ORDER BY id DESC LIMIT ?4)",
-            db::ORDER_JSON
+            store::ORDER_JSON
         ),
         &[
             Arg::Int(cursor),
@@ -105,87 +106,85 @@ pub async fn list_orders(req: Request, env: &Env) -> ApiResult<Response> {
     .first(None)
     .await?;
     let (j, last) = page.map_or(("[]".to_owned(), None), |p| (p.j, p.last));
-    let rows: Vec<db::Order> = serde_json::from_str(&j)
-        .map_err(|e| ApiError::internal(format!("unreadable orders: {e}")))?;
+    let rows = OrderRow::list_from_json(&j).map_err(|e| ApiError::internal(e.to_string()))?;
     let last = last.filter(|_| rows.len() as u64 == limit);
-    let items: Vec<Value> = rows
-        .iter()
-        .map(|o| {
-            let mut v = orders::view(o);
-            v["openid"] = json!(o.openid);
-            v["withdrawal_id"] = json!(o.withdrawal_id);
-            v["transaction_id"] = json!(o.transaction_id);
-            v["failure"] = json!(o.failure);
-            v
-        })
-        .collect();
+    let items: Vec<Value> = rows.iter().map(admin_view).collect();
     ok(json!({ "items": items, "next_cursor": last.map(|n| n.to_string()) }))
 }
 
 /// `GET /admin/ledger`: every merchant's totals and wxedge-core's audit of them, from one
-/// consistent snapshot. `ok: false` lists what is broken.
+/// consistent snapshot. `ok: false` lists what is broken; `attention` counts the orders an
+/// operator must look at (late payments and the like: credited money that needs a person).
 pub async fn audit(req: Request, env: &Env) -> ApiResult<Response> {
     auth::admin(&req, env)?;
     let db = db::d1(env)?;
-    let j: Option<String> = db::stmt(
-        &db,
-        "SELECT json_object(
-           'merchants', (SELECT COALESCE(json_group_array(json_array(m.merchant_id,
-               (SELECT COALESCE(SUM(total_fee), 0) FROM orders WHERE merchant_id = m.merchant_id AND status IN ('PAID', 'WITHDRAWN')),
-               (SELECT COALESCE(SUM(total_fee), 0) FROM orders WHERE merchant_id = m.merchant_id AND status = 'PAID' AND withdrawal_id IS NULL),
-               (SELECT COUNT(*) FROM orders o WHERE o.merchant_id = m.merchant_id AND (
-                   (o.status = 'WITHDRAWN') <> (o.withdrawal_id IS NOT NULL)
-                   OR (o.withdrawal_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM withdrawals w
-                        WHERE w.withdrawal_id = o.withdrawal_id AND w.merchant_id = o.merchant_id)))))), '[]')
-               FROM merchants m),
-           'withdrawals', (SELECT COALESCE(json_group_array(json_array(w.withdrawal_id, w.merchant_id, w.amount_fen,
-               (SELECT COALESCE(SUM(total_fee), 0) FROM orders o WHERE o.withdrawal_id = w.withdrawal_id AND o.merchant_id = w.merchant_id AND o.status = 'WITHDRAWN'),
-               (SELECT COUNT(*) FROM orders o WHERE o.withdrawal_id = w.withdrawal_id AND o.merchant_id = w.merchant_id AND o.status = 'WITHDRAWN'))), '[]')
-               FROM withdrawals w)) AS j",
-        &[],
-    )?
-    .first(Some("j"))
-    .await?;
+    let j = db::json(&db, &store::audit_snapshot()).await?;
+    let report = AuditSnapshot::from_json(j.as_deref().unwrap_or("{}"))
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .audit();
+    let merchants: Vec<Value> = report
+        .merchants
+        .iter()
+        .map(|(t, found)| {
+            json!({
+                "merchant_id": t.merchant_id,
+                "paid_fen": t.paid,
+                "available_fen": t.available,
+                "withdrawn_fen": t.withdrawn(),
+                "withdrawals": t.withdrawals.len(),
+                "ok": found.is_empty(),
+            })
+        })
+        .collect();
+    let violations: Vec<String> = report.violations().map(ToString::to_string).collect();
+    let attention_total: u64 = report.attention.values().sum();
+    ok(json!({
+        "ok": report.ok(),
+        "violations": violations,
+        "merchants": merchants,
+        "attention": report.attention,
+        "attention_orders": attention_total,
+    }))
+}
+
+/// `GET /admin/attention?limit=&cursor=`: orders marked for an operator (a payment that
+/// arrived after the order was ended, another amount, a refund nothing credited…), newest
+/// first, with why.
+pub async fn attention(req: Request, env: &Env) -> ApiResult<Response> {
+    auth::admin(&req, env)?;
+    let url = req.url()?;
+    let (limit, cursor) = (limit(&url)?, cursor(&url)?);
+    let db = db::d1(env)?;
     #[derive(Deserialize)]
-    struct Snapshot {
-        merchants: Vec<(String, u64, u64, u64)>,
-        withdrawals: Vec<(String, String, u64, u64, u64)>,
+    struct Page {
+        j: String,
+        last: Option<u64>,
     }
-    let s: Snapshot = serde_json::from_str(j.as_deref().unwrap_or("{}"))
-        .map_err(|e| ApiError::internal(format!("unreadable ledger: {e}")))?;
-    let mut out = Vec::new();
-    let mut violations = Vec::new();
-    for (merchant_id, paid, available, stray) in s.merchants {
-        let t = MerchantTotals {
-            withdrawals: s
-                .withdrawals
-                .iter()
-                .filter(|w| w.1 == merchant_id)
-                .map(|w| WithdrawalTotals {
-                    withdrawal_id: w.0.clone(),
-                    amount: Fen::new(w.2),
-                    claimed: Fen::new(w.3),
-                    claimed_orders: w.4,
-                })
-                .collect(),
-            merchant_id,
-            paid: Fen::new(paid),
-            available: Fen::new(available),
-            stray_orders: stray,
-            overflowed: false,
-        };
-        let found = ledger::audit(&t);
-        violations.extend(found.iter().map(ToString::to_string));
-        out.push(json!({
-            "merchant_id": t.merchant_id,
-            "paid_fen": paid,
-            "available_fen": available,
-            "withdrawn_fen": t.withdrawn().map(Fen::get),
-            "withdrawals": t.withdrawals.len(),
-            "ok": found.is_empty(),
-        }));
-    }
-    ok(json!({ "ok": violations.is_empty(), "violations": violations, "merchants": out }))
+    let page: Option<Page> = db::prepare(&db, &store::attention_page(cursor, limit))?
+        .first(None)
+        .await?;
+    let (j, last) = page.map_or(("[]".to_owned(), None), |p| (p.j, p.last));
+    let rows = OrderRow::list_from_json(&j).map_err(|e| ApiError::internal(e.to_string()))?;
+    let last = last.filter(|_| rows.len() as u64 == limit);
+    ok(json!({
+        "items": rows.iter().map(admin_view).collect::<Vec<_>>(),
+        "next_cursor": last.map(|n| n.to_string()),
+    }))
+}
+
+/// An order as operators see it.
+fn admin_view(o: &OrderRow) -> Value {
+    let mut v = orders::view(o);
+    v["openid"] = json!(o.openid);
+    v["withdrawal_id"] = json!(o.withdrawal_id);
+    v["transaction_id"] = json!(o.transaction_id);
+    v["failure"] = json!(o.failure);
+    v["paid_via"] = json!(o.paid_via);
+    v["attention"] = json!(o.attention.map(|a| a.as_str()));
+    v["attention_note"] = json!(o.attention_note);
+    v["reconcile_note"] = json!(o.reconcile_note);
+    v["next_check_ms"] = json!(o.next_check_ms);
+    v
 }
 
 /// `POST /admin/reconcile`: one reconciler run now, with what it did.

@@ -8,8 +8,8 @@ use std::rc::Rc;
 
 use worker::Env;
 use wxedge_core::SignType;
+use wxedge_core::flow::reconcile::Policy;
 use wxedge_core::pay::Merchant;
-use wxedge_core::reconcile::Policy;
 
 use crate::api::ApiError;
 
@@ -31,10 +31,13 @@ pub struct Config {
     pub wechat_timeout_ms: u64,
     /// Empty when unset: the admin routes then refuse everyone.
     pub admin_token: String,
+    /// The reconciler: grace, close-after, backoff, and how many due orders one run asks
+    /// WeChat about (each costs one or two subrequests; a Worker invocation may make 50 on
+    /// the free plan, 1000 on the paid one).
     pub reconcile: Policy,
-    /// How many open orders one reconciler run asks WeChat about (each costs one or two
-    /// subrequests; a Worker invocation may make 50 on the free plan).
-    pub reconcile_batch: u64,
+    /// How long unverified notifies (a 512-byte prefix, a hash and the reason) are kept
+    /// before the cron deletes them.
+    pub notify_rejected_retention_ms: u64,
 }
 
 fn var(env: &Env, name: &str) -> Option<String> {
@@ -114,10 +117,22 @@ impl Config {
             wechat_timeout_ms: number(env, "WECHAT_TIMEOUT_MS", 5000, 100)?,
             admin_token: var(env, "ADMIN_TOKEN").unwrap_or_default(),
             reconcile: Policy {
-                grace_ms: number(env, "RECONCILE_GRACE_SECS", 600, 0)? * 1000,
-                close_after_ms: number(env, "RECONCILE_CLOSE_AFTER_SECS", 7200, 1)? * 1000,
+                grace_ms: number(env, "RECONCILE_GRACE_SECS", 600, 0)?.saturating_mul(1000),
+                close_after_ms: number(env, "RECONCILE_CLOSE_AFTER_SECS", 7200, 1)?
+                    .saturating_mul(1000),
+                backoff_min_ms: number(env, "RECONCILE_BACKOFF_MIN_SECS", 600, 1)?
+                    .saturating_mul(1000),
+                backoff_max_ms: number(env, "RECONCILE_BACKOFF_MAX_SECS", 21600, 1)?
+                    .saturating_mul(1000),
+                batch: number(env, "RECONCILE_BATCH", 20, 1)?,
             },
-            reconcile_batch: number(env, "RECONCILE_BATCH", 20, 1)?,
+            notify_rejected_retention_ms: number(
+                env,
+                "NOTIFY_REJECTED_RETENTION_SECS",
+                7 * 86400,
+                0,
+            )?
+            .saturating_mul(1000),
         })
     }
 

@@ -13,7 +13,7 @@
 //! | [`notify`] | `POST /notify/` |
 //! | [`health`] | `GET /healthz` |
 //! | [`ledger`] | `GET /merchant/balance`, `/merchant/withdrawals` (POST, GET, GET by id) |
-//! | [`admin`] | `/admin/merchants`, `/admin/orders`, `/admin/ledger`, `/admin/reconcile` |
+//! | [`admin`] | `/admin/merchants`, `/admin/orders`, `/admin/attention`, `/admin/ledger`, `/admin/reconcile` |
 //! | [`reconcile`] | the cron: open orders past their grace period, asked with orderquery |
 //!
 //! Shared: [`api`] (envelope, body bound, inputs), [`auth`] (admin token, merchant keys),
@@ -137,6 +137,10 @@ async fn dispatch(req: Request, env: &Env, route: &str) -> ApiResult<Response> {
         "/admin/ledger" => {
             allow(Method::Get, "GET")?;
             admin::audit(req, env).await
+        }
+        "/admin/attention" => {
+            allow(Method::Get, "GET")?;
+            admin::attention(req, env).await
         }
         "/admin/reconcile" => {
             allow(Method::Post, "POST")?;

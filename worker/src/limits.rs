@@ -19,6 +19,8 @@ pub enum Limit {
     LoginPerOpenid,
     PayPerIp,
     PayPerOpenid,
+    /// Notifies that did not verify, per sender: junk cannot fill the database.
+    NotifyRejectedPerIp,
 }
 
 impl Limit {
@@ -28,6 +30,7 @@ impl Limit {
             Limit::LoginPerOpenid => "LOGIN_OPENID_LIMITER",
             Limit::PayPerIp => "PAY_IP_LIMITER",
             Limit::PayPerOpenid => "PAY_OPENID_LIMITER",
+            Limit::NotifyRejectedPerIp => "NOTIFY_REJECT_IP_LIMITER",
         }
     }
 
@@ -37,6 +40,7 @@ impl Limit {
             Limit::LoginPerOpenid => "logins of this WeChat user",
             Limit::PayPerIp => "payments from this IP address",
             Limit::PayPerOpenid => "payments by this WeChat user",
+            Limit::NotifyRejectedPerIp => "rejected notifies from this IP address",
         }
     }
 }
@@ -74,4 +78,10 @@ pub async fn check(env: &Env, limit: Limit, key: &str) -> ApiResult<()> {
             Ok(())
         }
     }
+}
+
+/// Whether one more request for `key` is within `limit` (a missing or failing limiter
+/// allows it, as [`check`] does).
+pub async fn allows(env: &Env, limit: Limit, key: &str) -> bool {
+    check(env, limit, key).await.is_ok()
 }

@@ -1,17 +1,18 @@
 //! `GET /orders/{out_trade_no}`: an order, to the user who placed it and nobody else.
 
 use serde_json::json;
-use worker::{Env, Request, Response};
+use worker::{D1Database, Env, Request, Response};
+use wxedge_core::order::OrderRow;
 use wxedge_core::pay;
 
 use crate::api::{ApiError, ApiResult, Input, ok};
 use crate::db;
 use crate::session::{self, Session};
 
-pub fn view(o: &db::Order) -> serde_json::Value {
+pub fn view(o: &OrderRow) -> serde_json::Value {
     json!({
         "out_trade_no": o.out_trade_no,
-        "status": o.status,
+        "status": o.status.as_str(),
         "total_fee": o.total_fee,
         "merchant_id": o.merchant_id,
         "created_ms": o.created_ms,
@@ -22,13 +23,13 @@ pub fn view(o: &db::Order) -> serde_json::Value {
 
 /// The order `out_trade_no` names, if it exists and belongs to the session's user: code 1
 /// for a malformed number, 5 for none, 7 for someone else's.
-pub async fn owned(env: &Env, session: &Session, out_trade_no: &str) -> ApiResult<db::Order> {
+pub async fn owned(db: &D1Database, session: &Session, out_trade_no: &str) -> ApiResult<OrderRow> {
     if !pay::is_valid_out_trade_no(out_trade_no) {
         return Err(ApiError::param(
             "out_trade_no must be 1 to 32 characters of [0-9A-Za-z_-|*]",
         ));
     }
-    let order = db::order(env, out_trade_no)
+    let order = db::order(db, out_trade_no)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no order {out_trade_no}")))?;
     if order.openid != session.openid {
@@ -40,5 +41,6 @@ pub async fn owned(env: &Env, session: &Session, out_trade_no: &str) -> ApiResul
 pub async fn handle(mut req: Request, env: &Env, out_trade_no: &str) -> ApiResult<Response> {
     let input = Input::read(&mut req).await?;
     let session = session::get(env, input.token()?).await?;
-    ok(view(&owned(env, &session, out_trade_no).await?))
+    let db = db::d1(env)?;
+    ok(view(&owned(&db, &session, out_trade_no).await?))
 }

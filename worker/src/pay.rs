@@ -1,27 +1,38 @@
-//! `POST /pay/`: an order row (CREATED) → unifiedorder → PREPAID → the five
-//! wx.requestPayment fields.
+//! `POST /pay/`: drives wxedge-core's [`flow::pay`]: the order row (CREATED) →
+//! unifiedorder → the decision on its answer → the five wx.requestPayment fields.
 //!
-//! The row is written before WeChat is called, so whatever WeChat does (times out,
-//! answers SYSTEMERROR, answers after we gave up) the order exists and its state says how
-//! far it got. A retry names the order (`out_trade_no`) and repeats the same unifiedorder,
-//! which WeChat answers with the same prepay_id: one order, one possible charge.
+//! Every rule (amount, body, reuse of a prepay_id, what each WeChat answer does to the
+//! order) is the core's. This module reads the session and the row, calls WeChat, runs the
+//! decided batch, decides again on the fresh row if its guard did not hold, and answers.
 
 use serde_json::json;
 use worker::{Env, Request, Response};
+use wxedge_core::flow::pay::{self as flow, NewRequest, Next, Refusal, Reply};
+use wxedge_core::flow::{Decision, MAX_ATTEMPTS};
 use wxedge_core::money::{self, AmountError};
-use wxedge_core::pay::{PayError, UnifiedOrder};
+use wxedge_core::order::OrderRow;
+use wxedge_core::pay::{PayError, Prepay, UnifiedOrder};
 use wxedge_core::{Fen, random};
 
 use crate::api::{ApiError, ApiResult, Input, ok};
 use crate::config::Config;
-use crate::db::{self, Order};
 use crate::limits::{self, Limit};
 use crate::session::{self, Session};
-use crate::{now_ms, wechat};
+use crate::wechat::Upstream;
+use crate::{db, now_ms, wechat};
 
-/// A prepay_id lives 2 hours; we hand one out only with 5 minutes to spare.
-const PREPAY_REUSE_MS: u64 = (2 * 3600 - 5 * 60) * 1000;
-const DEFAULT_BODY: &str = "wxedge order";
+fn refused(r: Refusal) -> ApiError {
+    match r {
+        Refusal::Param(m) => ApiError::param(m),
+        Refusal::NotFound(m) => ApiError::not_found(m),
+        Refusal::Forbidden(m) => ApiError::forbidden(m),
+        Refusal::Conflict(m) => ApiError::conflict(m),
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    ApiError::internal(e.to_string())
+}
 
 pub async fn handle(mut req: Request, env: &Env) -> ApiResult<Response> {
     let input = Input::read(&mut req).await?;
@@ -30,107 +41,82 @@ pub async fn handle(mut req: Request, env: &Env) -> ApiResult<Response> {
     let ip = limits::client_ip(&req);
     limits::check(env, Limit::PayPerIp, &ip).await?;
     limits::check(env, Limit::PayPerOpenid, &session.openid).await?;
+    let retry_no = input.opt_text("out_trade_no")?;
     let money = match money::parse_amount(input.raw("money"), Fen::new(cfg.max_pay_fen)) {
         Ok(f) => Some(f),
         // A retry may leave the amount out: the order already has one.
-        Err(AmountError::Missing) if input.opt_text("out_trade_no")?.is_some() => None,
+        Err(AmountError::Missing) if retry_no.is_some() => None,
         Err(e) => return Err(ApiError::param(e.to_string())),
     };
-    let order = match input.opt_text("out_trade_no")? {
-        Some(no) => existing(env, &session, no, money).await?,
-        None => new_order(env, &req, &input, &session, money).await?,
+    let db = db::d1(env)?;
+    let (order, created_here) = match retry_no {
+        Some(no) => (crate::orders::owned(&db, &session, no).await?, false),
+        None => {
+            let req = NewRequest {
+                openid: &session.openid,
+                money,
+                merchant_id: input.opt_text("merchant_id")?,
+                body: input.opt_text("body")?,
+                client_ip: &ip,
+            };
+            let no = random::out_trade_no().map_err(internal)?;
+            let write =
+                flow::new_order(&req, no.clone(), now_ms(), &cfg.reconcile).map_err(refused)?;
+            let create = Decision::new(vec![write], ());
+            if !db::execute(&db, &create.batch().map_err(internal)?).await? {
+                return Err(refused(flow::no_merchant(req.merchant_id)));
+            }
+            let row = db::order(&db, &no)
+                .await?
+                .ok_or_else(|| ApiError::internal("the new order was not stored"))?;
+            (row, true)
+        }
     };
-    if order.status == "PREPAID"
-        && let (Some(prepay_id), Some(at)) = (&order.prepay_id, order.prepay_ms)
-        && now_ms().saturating_sub(at) < PREPAY_REUSE_MS
+    let answer = match flow::retry(&order, &session.openid, money, now_ms(), &cfg.reconcile)
+        .map_err(refused)?
     {
-        return pay_params(&cfg, &order.out_trade_no, prepay_id);
-    }
-    let prepay_id = unified_order(env, &cfg, &session, &order).await?;
-    if !db::mark_prepaid(env, &order.out_trade_no, &prepay_id, now_ms()).await? {
-        // Paid or closed while we were asking WeChat (a notify or the reconciler won).
-        return Err(ApiError::conflict(
-            "the order was settled meanwhile; see GET /orders/{out_trade_no}",
-        )
-        .with_data(json!({ "out_trade_no": order.out_trade_no })));
-    }
-    pay_params(&cfg, &order.out_trade_no, &prepay_id)
-}
-
-async fn new_order(
-    env: &Env,
-    req: &Request,
-    input: &Input,
-    session: &Session,
-    money: Option<Fen>,
-) -> ApiResult<Order> {
-    let total_fee = money.ok_or_else(|| ApiError::param(AmountError::Missing.to_string()))?;
-    let merchant_id = input.opt_text("merchant_id")?.unwrap_or("default");
-    let body = input.opt_text("body")?.unwrap_or(DEFAULT_BODY);
-    if body.len() > 128 {
-        return Err(ApiError::param(format!(
-            "body is {} bytes; WeChat allows at most 128",
-            body.len()
-        )));
-    }
-    let now = now_ms();
-    let order = Order {
-        out_trade_no: random::out_trade_no().map_err(|e| ApiError::internal(e.to_string()))?,
-        openid: session.openid.clone(),
-        merchant_id: merchant_id.to_owned(),
-        total_fee: total_fee.get(),
-        body: body.to_owned(),
-        spbill_create_ip: limits::client_ip(req),
-        status: "CREATED".into(),
-        prepay_id: None,
-        prepay_ms: None,
-        transaction_id: None,
-        paid_ms: None,
-        failure: None,
-        withdrawal_id: None,
-        created_ms: now,
-        updated_ms: now,
+        Next::Reuse { prepay_id } => return pay_params(&cfg, &order.out_trade_no, &prepay_id),
+        Next::UnifiedOrder => unified_order(&cfg, &session, &order).await,
     };
-    if !db::insert_order(env, &order).await? {
-        return Err(ApiError::not_found(format!("no merchant {merchant_id}")));
+    let (answer, upstream) = match answer {
+        Ok(a) => (Some(a), None),
+        Err(u) => (None, Some(u)),
+    };
+    let mut row = order;
+    for _ in 0..MAX_ATTEMPTS {
+        let d = flow::after_unified_order(
+            &row,
+            answer.as_ref(),
+            created_here,
+            now_ms(),
+            &cfg.reconcile,
+        );
+        if db::execute(&db, &d.batch().map_err(internal)?).await? {
+            return reply(&cfg, &row.out_trade_no, d.reply, upstream);
+        }
+        // The row moved while we asked WeChat: decide again on what it is now.
+        row = db::order(&db, &row.out_trade_no)
+            .await?
+            .ok_or_else(|| ApiError::internal("the order vanished"))?;
     }
-    Ok(order)
-}
-
-/// The order a retry names: the caller's own, still payable, for the same amount.
-async fn existing(env: &Env, session: &Session, no: &str, money: Option<Fen>) -> ApiResult<Order> {
-    let order = crate::orders::owned(env, session, no).await?;
-    if let Some(m) = money
-        && m.get() != order.total_fee
-    {
-        return Err(ApiError::conflict(format!(
-            "order {no} is for {} fen, not {}: leave money out to retry it, or place a new order",
-            order.total_fee,
-            m.get()
-        )));
-    }
-    match order.status.as_str() {
-        "CREATED" | "PREPAID" => Ok(order),
-        "PAID" | "WITHDRAWN" => Err(ApiError::conflict(format!("order {no} is already paid"))),
-        other => Err(ApiError::conflict(format!(
-            "order {no} is {other}: place a new order"
-        ))),
-    }
+    Err(
+        ApiError::internal("the order is changing too fast; try again with this out_trade_no")
+            .with_data(json!({ "out_trade_no": row.out_trade_no })),
+    )
 }
 
 /// unifiedorder for `order`, always with the fields it was created with, so a retry is
-/// the same request to WeChat.
+/// the same request to WeChat. `Err`: no answer came (the kind, for the reply).
 async fn unified_order(
-    env: &Env,
     cfg: &Config,
     session: &Session,
-    order: &Order,
-) -> ApiResult<String> {
+    order: &OrderRow,
+) -> Result<Result<Prepay, PayError>, Upstream> {
     let merchant = cfg.merchant();
     let request = UnifiedOrder {
         body: order.body.clone(),
         out_trade_no: order.out_trade_no.clone(),
-        total_fee: Fen::new(order.total_fee),
+        total_fee: order.total_fee,
         spbill_create_ip: order.spbill_create_ip.clone(),
         notify_url: cfg.notify_url(),
         trade_type: Default::default(),
@@ -138,59 +124,60 @@ async fn unified_order(
         attach: None,
         time_expire: None,
     };
-    let nonce = random::nonce_str().map_err(|e| ApiError::internal(e.to_string()))?;
-    let no = &order.out_trade_no;
-    let retry = json!({ "out_trade_no": no });
+    let nonce = match random::nonce_str() {
+        Ok(n) => n,
+        Err(e) => return Err(Upstream::Unreachable(e.to_string())),
+    };
     let xml = match merchant.unified_order_request(&request, &nonce) {
         Ok(xml) => xml,
-        Err(e) => {
-            db::mark_ended(env, no, "FAILED", &e.to_string(), now_ms()).await?;
-            return Err(ApiError::internal(format!(
-                "server misconfigured, the order cannot be placed: {e}"
-            )));
-        }
+        // Never sent: the decision treats it as WeChat's refusal of our request.
+        Err(e) => return Ok(Err(e)),
     };
-    let answer = wechat::post_xml(&cfg.pay_url("unifiedorder"), &xml, cfg.wechat_timeout_ms)
-        .await
-        .map_err(|e| e.into_api("unifiedorder").with_data(retry.clone()))?;
-    match merchant.parse_unified_order_response(&answer) {
-        Ok(prepay) => Ok(prepay.prepay_id),
-        Err(e) if e.is_transient() => Err(ApiError::unreachable(
-            502,
-            format!("WeChat is busy ({e}); nothing was charged: retry with this out_trade_no"),
-        )
+    let body = wechat::post_xml(&cfg.pay_url("unifiedorder"), &xml, cfg.wechat_timeout_ms).await?;
+    Ok(merchant.parse_unified_order_response(&body))
+}
+
+fn reply(cfg: &Config, no: &str, reply: Reply, upstream: Option<Upstream>) -> ApiResult<Response> {
+    let retry = json!({ "out_trade_no": no });
+    match reply {
+        Reply::Pay { prepay_id } => pay_params(cfg, no, &prepay_id),
+        Reply::Retry { reason } => Err(match upstream {
+            Some(u) => u.into_api("unifiedorder"),
+            None => ApiError::unreachable(
+                502,
+                format!("{reason}; nothing was charged: retry with this out_trade_no"),
+            ),
+        }
         .with_data(retry)),
-        Err(PayError::Business { err_code, err_code_des }) => {
-            let status = if err_code == "ORDERCLOSED" { "CLOSED" } else { "FAILED" };
-            if err_code != "ORDERPAID" {
-                db::mark_ended(env, no, status, &err_code, now_ms()).await?;
-            }
-            Err(ApiError::wechat(
+        Reply::Refused {
+            err_code,
+            err_code_des,
+            return_msg,
+        } => Err(match (err_code, return_msg) {
+            (Some(code), _) => ApiError::wechat(
                 502,
-                format!("WeChat Pay refused the order: {err_code} {err_code_des}"),
-                json!({ "err_code": err_code, "err_code_des": err_code_des, "out_trade_no": no }),
-            ))
-        }
-        Err(PayError::Communication { return_msg }) => {
-            db::mark_ended(env, no, "FAILED", &return_msg, now_ms()).await?;
-            Err(ApiError::wechat(
+                format!("WeChat Pay refused the order: {code} {err_code_des}"),
+                json!({ "err_code": code, "err_code_des": err_code_des, "out_trade_no": no }),
+            ),
+            (None, Some(msg)) => ApiError::wechat(
                 502,
-                format!("WeChat Pay refused the request: {return_msg}"),
-                json!({ "return_msg": return_msg, "out_trade_no": no }),
+                format!("WeChat Pay refused the request: {msg}"),
+                json!({ "return_msg": msg, "out_trade_no": no }),
+            ),
+            (None, None) => ApiError::internal(format!(
+                "server misconfigured, the order cannot be placed: {err_code_des}"
             ))
-        }
-        // An answer we cannot trust (bad XML, bad sign, another merchant's): nothing is
-        // known, so the order stays as it is for a retry or the reconciler.
-        Err(e) => Err(ApiError::unreachable(
-            502,
-            format!("WeChat Pay's answer could not be verified ({e}); nothing was charged: retry with this out_trade_no"),
+            .with_data(retry),
+        }),
+        Reply::Settled => Err(ApiError::conflict(
+            "the order was settled meanwhile; see GET /orders/{out_trade_no}",
         )
         .with_data(retry)),
     }
 }
 
 fn pay_params(cfg: &Config, out_trade_no: &str, prepay_id: &str) -> ApiResult<Response> {
-    let nonce = random::nonce_str().map_err(|e| ApiError::internal(e.to_string()))?;
+    let nonce = random::nonce_str().map_err(internal)?;
     let p = cfg
         .merchant()
         .payment_params(prepay_id, (now_ms() / 1000) as i64, &nonce);

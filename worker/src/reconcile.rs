@@ -1,111 +1,113 @@
 //! The reconciler: the cron (`[triggers] crons` in wrangler.toml) and `POST
-//! /admin/reconcile`. Open orders past the grace period are asked about with orderquery;
-//! wxedge-core's [`reconcile::decide`] says what the answer means, and the same guarded
-//! statements as the notify apply it, so whichever of the notify and the reconciler comes
-//! second changes nothing.
+//! /admin/reconcile`. Drives wxedge-core's [`flow::reconcile`] for the due orders, soonest
+//! first: orderquery → the core's step → (closeorder → the core's decision) → one guarded
+//! write, decided again on the fresh row if the order moved meanwhile. Then the unverified
+//! notifies past their retention are pruned.
 
 use serde_json::{Value, json};
-use worker::Env;
-use wxedge_core::reconcile::{self, Action, OpenOrder};
-use wxedge_core::{Fen, random};
+use worker::{D1Database, Env};
+use wxedge_core::flow::MAX_ATTEMPTS;
+use wxedge_core::flow::reconcile::{self as flow, Step};
+use wxedge_core::order::OrderRow;
+use wxedge_core::pay::{Merchant, OrderQuery, PayError};
+use wxedge_core::{random, store};
 
 use crate::api::{ApiError, ApiResult};
 use crate::config::Config;
-use crate::db::{self, Order};
-use crate::{now_ms, wechat};
+use crate::{db, now_ms, wechat};
+
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    ApiError::internal(e.to_string())
+}
 
 /// One run: at most `RECONCILE_BATCH` due orders, one at a time (each is one or two
 /// subrequests). Returns what happened to each, for the log and the admin route.
 pub async fn run(env: &Env) -> ApiResult<Value> {
     let cfg = Config::from_env(env)?;
-    let now = now_ms();
-    let due = db::due_orders(
-        env,
-        now.saturating_sub(cfg.reconcile.grace_ms),
-        cfg.reconcile_batch,
-    )
-    .await?;
+    let db = db::d1(env)?;
+    let due = db::orders(&db, &store::due_orders(now_ms(), cfg.reconcile.batch)).await?;
     let mut results = Vec::with_capacity(due.len());
     for order in &due {
-        let outcome = match one(env, &cfg, order).await {
+        let outcome = match one(&db, &cfg, order).await {
             Ok(o) => o,
             Err(e) => format!("error: {}", e.msg),
         };
         results.push(json!({ "out_trade_no": order.out_trade_no, "outcome": outcome }));
     }
-    Ok(json!({ "checked": results.len(), "orders": results }))
+    let cutoff = now_ms().saturating_sub(cfg.notify_rejected_retention_ms);
+    let pruned = db::run(db::prepare(&db, &store::prune_rejected(cutoff))?).await?;
+    Ok(json!({ "checked": results.len(), "orders": results, "pruned_notifications": pruned }))
 }
 
-async fn one(env: &Env, cfg: &Config, order: &Order) -> ApiResult<String> {
-    let merchant = cfg.merchant();
-    let open = OpenOrder {
-        out_trade_no: &order.out_trade_no,
-        total_fee: Fen::new(order.total_fee),
-        created_ms: order.created_ms,
-        prepay_ms: order.prepay_ms,
-        updated_ms: order.updated_ms,
-    };
-    let nonce = || random::nonce_str().map_err(|e| ApiError::internal(e.to_string()));
-    let request = merchant
-        .order_query_request(&order.out_trade_no, &nonce()?)
-        .map_err(|e| ApiError::internal(e.to_string()))?;
-    let query =
-        match wechat::post_xml(&cfg.pay_url("orderquery"), &request, cfg.wechat_timeout_ms).await {
-            Ok(body) => merchant.parse_order_query_response(&body),
-            Err(e) => {
-                let note = format!("orderquery: {}", e.into_api("orderquery").msg);
-                db::note_reconciled(env, &order.out_trade_no, &note, now_ms()).await?;
-                return Ok(format!("wait: {note}"));
-            }
-        };
-    let mut action = reconcile::decide(&open, query.as_ref(), now_ms(), &cfg.reconcile);
-    if action == Action::Close {
-        let request = merchant
-            .close_order_request(&order.out_trade_no, &nonce()?)
-            .map_err(|e| ApiError::internal(e.to_string()))?;
-        action = match wechat::post_xml(&cfg.pay_url("closeorder"), &request, cfg.wechat_timeout_ms)
+/// A signed request for `call`, sent; `None` when WeChat gave no answer.
+async fn ask(
+    cfg: &Config,
+    call: &str,
+    xml: Result<String, impl std::fmt::Display>,
+) -> ApiResult<Option<Vec<u8>>> {
+    let xml = xml.map_err(internal)?;
+    Ok(
+        wechat::post_xml(&cfg.pay_url(call), &xml, cfg.wechat_timeout_ms)
             .await
-        {
-            Ok(body) => reconcile::after_close(
-                merchant
-                    .parse_close_order_response(&body)
-                    .as_ref()
-                    .map(|_| ()),
-            ),
-            Err(e) => Action::Wait {
-                reason: format!("closeorder: {}", e.into_api("closeorder").msg),
-            },
-        };
-    }
-    let now = now_ms();
+            .map_err(|e| e.into_api(call))
+            .ok(),
+    )
+}
+
+async fn query(
+    cfg: &Config,
+    m: &Merchant,
+    no: &str,
+) -> ApiResult<Option<Result<OrderQuery, PayError>>> {
+    let nonce = random::nonce_str().map_err(internal)?;
+    let body = ask(cfg, "orderquery", m.order_query_request(no, &nonce)).await?;
+    Ok(body.map(|b| m.parse_order_query_response(&b)))
+}
+
+async fn close(cfg: &Config, m: &Merchant, no: &str) -> ApiResult<Option<Result<(), PayError>>> {
+    let nonce = random::nonce_str().map_err(internal)?;
+    let body = ask(cfg, "closeorder", m.close_order_request(no, &nonce)).await?;
+    Ok(body.map(|b| m.parse_close_order_response(&b).map(|_| ())))
+}
+
+async fn reload(db: &D1Database, no: &str) -> ApiResult<OrderRow> {
+    db::order(db, no)
+        .await?
+        .ok_or_else(|| ApiError::internal("the order vanished"))
+}
+
+async fn one(db: &D1Database, cfg: &Config, order: &OrderRow) -> ApiResult<String> {
+    let merchant = cfg.merchant();
     let no = &order.out_trade_no;
-    Ok(match action {
-        Action::Credit { transaction_id } => {
-            if db::credit_by_query(env, no, &transaction_id, now).await? {
-                "credited: orderquery says SUCCESS".into()
-            } else {
-                "already settled".into()
+    let answer = query(cfg, &merchant, no).await?;
+    let mut row = order.clone();
+    for _ in 0..MAX_ATTEMPTS {
+        let d = match flow::after_query(&row, answer.as_ref(), now_ms(), &cfg.reconcile) {
+            Step::Decided(d) => d,
+            Step::Close => {
+                let closed_at = row.version;
+                let answer = close(cfg, &merchant, no).await?;
+                for _ in 0..MAX_ATTEMPTS {
+                    let d = flow::after_close(
+                        &row,
+                        closed_at,
+                        answer.as_ref(),
+                        now_ms(),
+                        &cfg.reconcile,
+                    );
+                    if db::execute(db, &d.batch().map_err(internal)?).await? {
+                        return Ok(d.reply);
+                    }
+                    row = reload(db, no).await?;
+                }
+                return Ok("busy: the order kept changing; next run".into());
             }
+        };
+        if db::execute(db, &d.batch().map_err(internal)?).await? {
+            return Ok(d.reply);
         }
-        Action::End { status, reason } => {
-            if db::mark_ended(env, no, status.as_str(), &reason, now).await? {
-                format!("{status}: {reason}")
-            } else {
-                "already settled".into()
-            }
-        }
-        Action::Wait { reason } => {
-            db::note_reconciled(env, no, &reason, now).await?;
-            format!("wait: {reason}")
-        }
-        Action::Conflict { reason } => {
-            worker::console_error!(
-                "{}",
-                json!({ "level": "error", "what": "reconciler conflict", "out_trade_no": no, "reason": reason })
-            );
-            db::note_reconciled(env, no, &format!("CONFLICT: {reason}"), now).await?;
-            format!("conflict: {reason}")
-        }
-        Action::Close => "wait: close pending".into(),
-    })
+        // The order moved between the query and the write: decide again on what it is now.
+        row = reload(db, no).await?;
+    }
+    Ok("busy: the order kept changing; next run".into())
 }

@@ -1,12 +1,11 @@
-//! The merchant ledger: which orders a withdrawal may take, what a balance is, and the
-//! invariant that says no fen was lost.
+//! The merchant ledger: what a balance is, what a withdrawal may take, and the invariant
+//! that says no fen was lost.
 //!
 //! The seed tutorial's withdrawal reads the sum of a merchant's paid orders, then marks
 //! *every* paid order withdrawn. An order paid between the two steps is marked but never
 //! paid out. The rule here is the other way round: a withdrawal first **claims** orders
-//! (PAID, not yet in any withdrawal) and its amount is the sum of what it actually
-//! claimed. Storage turns [`is_claimable`] into the guard of one atomic statement; this
-//! module never sees a database.
+//! (PAID, not yet in any withdrawal: [`crate::store::claimable_sql`]) in one atomic batch,
+//! and its amount is the sum of what it actually claimed ([`withdrawal_amount`]).
 //!
 //! The invariant, per merchant, at every instant:
 //!
@@ -15,13 +14,14 @@
 //! ```
 //!
 //! with no order in two withdrawals and every withdrawal's amount equal to the sum of its
-//! orders. [`audit`] checks it from totals (which SQL can compute without loading rows);
-//! [`check`] checks it from rows, for models and tests.
+//! orders. [`audit`] checks it from totals, which SQL computes without loading rows
+//! ([`crate::store::audit_snapshot`], read by [`AuditSnapshot`]).
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
+use serde::Deserialize;
 use thiserror::Error;
 
 use crate::Fen;
@@ -69,13 +69,16 @@ impl OrderStatus {
         matches!(self, OrderStatus::Paid | OrderStatus::Withdrawn)
     }
 
-    /// Whether `self → to` is a move the order machine allows. Payment only ever comes
-    /// from an open order, withdrawal only from PAID; nothing leaves a final state.
+    /// Whether `self → to` is a move the order machine allows. Payment comes from an open
+    /// order, or late from one we had ended (WeChat confirmed the money: it is real, and an
+    /// operator is told); withdrawal only from PAID; nothing leaves WITHDRAWN.
     pub fn can_become(self, to: OrderStatus) -> bool {
         use OrderStatus::*;
         matches!(
             (self, to),
-            (Created | Prepaid, Prepaid | Paid | Closed | Failed) | (Paid, Withdrawn)
+            (Created | Prepaid, Prepaid | Paid | Closed | Failed)
+                | (Closed | Failed, Paid)
+                | (Paid, Withdrawn)
         )
     }
 }
@@ -101,12 +104,6 @@ impl FromStr for OrderStatus {
     }
 }
 
-/// The claim rule: a withdrawal may take an order only while it is PAID and in no
-/// withdrawal. Storage must apply it in the same atomic step that marks the order.
-pub fn is_claimable(status: OrderStatus, withdrawal_id: Option<&str>) -> bool {
-    status == OrderStatus::Paid && withdrawal_id.is_none()
-}
-
 /// What a withdrawal may not do.
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
 pub enum LedgerError {
@@ -114,49 +111,8 @@ pub enum LedgerError {
     NothingToWithdraw,
     #[error("the sum of the claimed orders overflows")]
     Overflow,
-}
-
-/// One order as the ledger sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LedgerOrder {
-    pub out_trade_no: String,
-    pub merchant_id: String,
-    pub total_fee: Fen,
-    pub status: OrderStatus,
-    pub withdrawal_id: Option<String>,
-}
-
-/// A withdrawal as stored: its amount and the merchant it pays.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Withdrawal {
-    pub withdrawal_id: String,
-    pub merchant_id: String,
-    pub amount: Fen,
-}
-
-/// What a withdrawal takes: these orders, for exactly their sum.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Claim {
-    pub out_trade_nos: Vec<String>,
-    pub amount: Fen,
-}
-
-/// The orders of `merchant_id` that a withdrawal takes now, and its amount. Applied to
-/// rows in memory (the model, tests); the worker applies the same rule inside one D1
-/// batch and takes the amount from the rows it actually changed.
-pub fn claim<'a>(
-    merchant_id: &str,
-    orders: impl IntoIterator<Item = &'a LedgerOrder>,
-) -> Result<Claim, LedgerError> {
-    let taken: Vec<&LedgerOrder> = orders
-        .into_iter()
-        .filter(|o| o.merchant_id == merchant_id)
-        .filter(|o| is_claimable(o.status, o.withdrawal_id.as_deref()))
-        .collect();
-    withdrawal_amount(taken.iter().map(|o| o.total_fee)).map(|amount| Claim {
-        out_trade_nos: taken.iter().map(|o| o.out_trade_no.clone()).collect(),
-        amount,
-    })
+    #[error("unreadable ledger snapshot: {0}")]
+    Unreadable(String),
 }
 
 /// A withdrawal's amount from the fees of the orders it claimed: their exact sum, and
@@ -293,81 +249,156 @@ pub fn audit(t: &MerchantTotals) -> Vec<Violation> {
     out
 }
 
-/// The totals of every merchant named by `orders` or `withdrawals`, from rows.
-pub fn totals(orders: &[LedgerOrder], withdrawals: &[Withdrawal]) -> Vec<MerchantTotals> {
-    let mut by_merchant: BTreeMap<String, MerchantTotals> = BTreeMap::new();
-    fn of<'m>(m: &'m mut BTreeMap<String, MerchantTotals>, id: &str) -> &'m mut MerchantTotals {
-        m.entry(id.to_owned()).or_insert_with(|| MerchantTotals {
-            merchant_id: id.to_owned(),
-            ..MerchantTotals::default()
-        })
-    }
-    // withdrawal_id → (its merchant, index in that merchant's list)
-    let mut owner: BTreeMap<&str, (&str, usize)> = BTreeMap::new();
-    for w in withdrawals {
-        let t = of(&mut by_merchant, &w.merchant_id);
-        owner.insert(&w.withdrawal_id, (&w.merchant_id, t.withdrawals.len()));
-        t.withdrawals.push(WithdrawalTotals {
-            withdrawal_id: w.withdrawal_id.clone(),
-            amount: w.amount,
-            claimed: Fen::ZERO,
-            claimed_orders: 0,
-        });
-    }
-    fn add(t: &mut MerchantTotals, a: Fen, b: Fen) -> Fen {
-        a.checked_add(b).unwrap_or_else(|| {
-            t.overflowed = true;
-            a
-        })
-    }
-    for o in orders {
-        let mut stray = false;
-        if o.status.is_paid() {
-            let t = of(&mut by_merchant, &o.merchant_id);
-            let paid = t.paid;
-            t.paid = add(t, paid, o.total_fee);
-        }
-        match (o.status, o.withdrawal_id.as_deref()) {
-            (OrderStatus::Paid, None) => {
-                let t = of(&mut by_merchant, &o.merchant_id);
-                let available = t.available;
-                t.available = add(t, available, o.total_fee);
-            }
-            (OrderStatus::Withdrawn, Some(w)) => match owner.get(w) {
-                Some(&(m, i)) if m == o.merchant_id => {
-                    let t = of(&mut by_merchant, m);
-                    let claimed = t.withdrawals[i].claimed;
-                    t.withdrawals[i].claimed = add(t, claimed, o.total_fee);
-                    t.withdrawals[i].claimed_orders += 1;
-                }
-                _ => stray = true,
-            },
-            (OrderStatus::Withdrawn, None) | (_, Some(_)) => stray = true,
-            (_, None) => {}
-        }
-        if stray {
-            of(&mut by_merchant, &o.merchant_id).stray_orders += 1;
-        }
-    }
-    by_merchant.into_values().collect()
+/// What [`crate::store::balance`] gives for one merchant.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct BalanceSnapshot {
+    /// status → (orders, Σ fen)
+    #[serde(default)]
+    pub by_status: Option<BTreeMap<String, (u64, Fen)>>,
+    pub available: (u64, Fen),
+    pub withdrawals: (u64, Fen),
+    #[serde(default)]
+    pub attention: u64,
 }
 
-/// [`audit`] of every merchant, from rows.
-pub fn check(orders: &[LedgerOrder], withdrawals: &[Withdrawal]) -> Vec<Violation> {
-    totals(orders, withdrawals).iter().flat_map(audit).collect()
+/// A merchant's balance with its order counts, as `GET /merchant/balance` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BalanceView {
+    pub balance: Balance,
+    pub available_orders: u64,
+    pub paid_orders: u64,
+    pub withdrawn_orders: u64,
+    pub open_orders: u64,
+    pub closed_orders: u64,
+    pub failed_orders: u64,
+    pub withdrawals: u64,
+    /// Orders marked for an operator (late payments and the like).
+    pub attention_orders: u64,
+}
+
+impl BalanceSnapshot {
+    pub fn from_json(text: &str) -> Result<BalanceSnapshot, LedgerError> {
+        serde_json::from_str(text).map_err(|e| LedgerError::Unreadable(e.to_string()))
+    }
+
+    /// The balance, every sum checked.
+    pub fn view(&self) -> Result<BalanceView, LedgerError> {
+        let empty = BTreeMap::new();
+        let by = self.by_status.as_ref().unwrap_or(&empty);
+        let of = |st: OrderStatus| by.get(st.as_str()).copied().unwrap_or((0, Fen::ZERO));
+        let add = |a: u64, b: u64| a.checked_add(b).ok_or(LedgerError::Overflow);
+        let paid = of(OrderStatus::Paid)
+            .1
+            .checked_add(of(OrderStatus::Withdrawn).1)
+            .ok_or(LedgerError::Overflow)?;
+        Ok(BalanceView {
+            balance: Balance {
+                available: self.available.1,
+                withdrawn: self.withdrawals.1,
+                paid,
+            },
+            available_orders: self.available.0,
+            paid_orders: add(of(OrderStatus::Paid).0, of(OrderStatus::Withdrawn).0)?,
+            withdrawn_orders: of(OrderStatus::Withdrawn).0,
+            open_orders: add(of(OrderStatus::Created).0, of(OrderStatus::Prepaid).0)?,
+            closed_orders: of(OrderStatus::Closed).0,
+            failed_orders: of(OrderStatus::Failed).0,
+            withdrawals: self.withdrawals.0,
+            attention_orders: self.attention,
+        })
+    }
+}
+
+/// What [`crate::store::audit_snapshot`] gives: per merchant (id, Σ paid, Σ available,
+/// stray orders); per withdrawal (id, merchant, amount, Σ claimed, claimed orders); and
+/// the count of orders per operator mark.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct AuditSnapshot {
+    pub merchants: Vec<(String, Fen, Fen, u64)>,
+    pub withdrawals: Vec<(String, String, Fen, Fen, u64)>,
+    #[serde(default)]
+    pub attention: BTreeMap<String, u64>,
+}
+
+/// The audit of every merchant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditReport {
+    pub merchants: Vec<(MerchantTotals, Vec<Violation>)>,
+    /// Orders per operator mark (`LATE_PAYMENT`, …): money that is credited but needs a
+    /// person (deliver or refund).
+    pub attention: BTreeMap<String, u64>,
+}
+
+impl AuditReport {
+    pub fn violations(&self) -> impl Iterator<Item = &Violation> {
+        self.merchants.iter().flat_map(|(_, v)| v)
+    }
+
+    pub fn ok(&self) -> bool {
+        self.violations().next().is_none()
+    }
+}
+
+impl AuditSnapshot {
+    pub fn from_json(text: &str) -> Result<AuditSnapshot, LedgerError> {
+        serde_json::from_str(text).map_err(|e| LedgerError::Unreadable(e.to_string()))
+    }
+
+    pub fn audit(&self) -> AuditReport {
+        let merchants = self
+            .merchants
+            .iter()
+            .map(|(merchant_id, paid, available, stray)| {
+                let t = MerchantTotals {
+                    merchant_id: merchant_id.clone(),
+                    paid: *paid,
+                    available: *available,
+                    withdrawals: self
+                        .withdrawals
+                        .iter()
+                        .filter(|w| &w.1 == merchant_id)
+                        .map(|w| WithdrawalTotals {
+                            withdrawal_id: w.0.clone(),
+                            amount: w.2,
+                            claimed: w.3,
+                            claimed_orders: w.4,
+                        })
+                        .collect(),
+                    stray_orders: *stray,
+                    overflowed: false,
+                };
+                let v = audit(&t);
+                (t, v)
+            })
+            .collect();
+        AuditReport {
+            merchants,
+            attention: self.attention.clone(),
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn order(no: &str, m: &str, fee: u64, status: OrderStatus, w: Option<&str>) -> LedgerOrder {
-        LedgerOrder {
-            out_trade_no: no.into(),
-            merchant_id: m.into(),
-            total_fee: Fen::new(fee),
-            status,
-            withdrawal_id: w.map(Into::into),
+    fn totals(paid: u64, available: u64, withdrawals: &[(u64, u64, u64)]) -> MerchantTotals {
+        MerchantTotals {
+            merchant_id: "m".into(),
+            paid: Fen::new(paid),
+            available: Fen::new(available),
+            withdrawals: withdrawals
+                .iter()
+                .enumerate()
+                .map(|(i, &(amount, claimed, n))| WithdrawalTotals {
+                    withdrawal_id: format!("w{i}"),
+                    amount: Fen::new(amount),
+                    claimed: Fen::new(claimed),
+                    claimed_orders: n,
+                })
+                .collect(),
+            stray_orders: 0,
+            overflowed: false,
         }
     }
 
@@ -381,48 +412,27 @@ mod tests {
     }
 
     #[test]
-    fn the_machine_only_pays_open_orders_and_withdraws_paid_ones() {
+    fn the_machine_pays_unpaid_orders_and_withdraws_paid_ones() {
         use OrderStatus::*;
         assert!(Prepaid.can_become(Paid));
+        assert!(Closed.can_become(Paid), "a late payment is still money");
         assert!(Paid.can_become(Withdrawn));
-        for from in [Paid, Withdrawn, Closed, Failed] {
+        for from in [Paid, Withdrawn] {
             assert!(!from.can_become(Paid), "{from} → PAID");
         }
         for from in [Created, Prepaid, Withdrawn, Closed, Failed] {
             assert!(!from.can_become(Withdrawn), "{from} → WITHDRAWN");
         }
-    }
-
-    #[test]
-    fn a_claim_takes_exactly_the_unwithdrawn_paid_orders_of_its_merchant() {
-        use OrderStatus::*;
-        let orders = [
-            order("a", "m1", 100, Paid, None),
-            order("b", "m1", 250, Paid, None),
-            order("c", "m1", 999, Withdrawn, Some("w0")),
-            order("d", "m1", 7, Prepaid, None),
-            order("e", "m2", 40, Paid, None),
-        ];
-        let c = claim("m1", &orders).unwrap();
-        assert_eq!(c.out_trade_nos, ["a", "b"]);
-        assert_eq!(c.amount, Fen::new(350));
-        assert_eq!(claim("m3", &orders), Err(LedgerError::NothingToWithdraw));
+        for to in OrderStatus::ALL {
+            assert!(!Withdrawn.can_become(to));
+        }
     }
 
     #[test]
     fn the_seed_withdrawal_is_caught_by_the_audit() {
-        use OrderStatus::*;
-        // The seed: sum read (100), then an order paid (50), then ALL paid orders marked.
-        let orders = [
-            order("a", "m", 100, Withdrawn, Some("w1")),
-            order("b", "m", 50, Withdrawn, Some("w1")),
-        ];
-        let withdrawals = [Withdrawal {
-            withdrawal_id: "w1".into(),
-            merchant_id: "m".into(),
-            amount: Fen::new(100),
-        }];
-        let v = check(&orders, &withdrawals);
+        // The seed: sum read (100), then an order paid (50), then ALL paid orders marked:
+        // 150 fen paid, one withdrawal of 100 whose orders sum to 150.
+        let v = audit(&totals(150, 0, &[(100, 150, 2)]));
         assert!(
             v.iter()
                 .any(|v| matches!(v, Violation::Drift { drift: 50, .. })),
@@ -437,19 +447,8 @@ mod tests {
 
     #[test]
     fn a_sound_ledger_has_no_violation_and_its_balance_adds_up() {
-        use OrderStatus::*;
-        let orders = [
-            order("a", "m", 100, Withdrawn, Some("w1")),
-            order("b", "m", 50, Paid, None),
-            order("c", "m", 70, Closed, None),
-        ];
-        let withdrawals = [Withdrawal {
-            withdrawal_id: "w1".into(),
-            merchant_id: "m".into(),
-            amount: Fen::new(100),
-        }];
-        assert_eq!(check(&orders, &withdrawals), []);
-        let t = &totals(&orders, &withdrawals)[0];
+        let t = totals(150, 50, &[(100, 100, 1)]);
+        assert_eq!(audit(&t), []);
         assert_eq!(
             t.balance(),
             Some(Balance {
@@ -458,31 +457,45 @@ mod tests {
                 paid: Fen::new(150)
             })
         );
+        let mut stray = totals(0, 0, &[(10, 0, 0)]);
+        stray.stray_orders = 1;
+        let v = audit(&stray);
+        assert!(v.iter().any(|v| matches!(v, Violation::StrayOrders { .. })));
+        assert!(
+            v.iter()
+                .any(|v| matches!(v, Violation::EmptyWithdrawal { .. }))
+        );
     }
 
     #[test]
-    fn stray_and_cross_merchant_claims_are_violations() {
-        use OrderStatus::*;
-        let withdrawals = [Withdrawal {
-            withdrawal_id: "w1".into(),
-            merchant_id: "m1".into(),
-            amount: Fen::new(10),
-        }];
-        for bad in [
-            order("x", "m2", 10, Withdrawn, Some("w1")),
-            order("x", "m1", 10, Withdrawn, None),
-            order("x", "m1", 10, Paid, Some("w1")),
-        ] {
-            let v = check(std::slice::from_ref(&bad), &withdrawals);
-            assert!(
-                v.iter().any(|v| matches!(v, Violation::StrayOrders { .. })),
-                "{bad:?}: {v:?}"
-            );
-        }
-        let v = check(&[], &withdrawals);
-        assert!(v.contains(&Violation::EmptyWithdrawal {
-            withdrawal_id: "w1".into()
-        }));
+    fn snapshots_read_as_storage_writes_them() {
+        let a = AuditSnapshot::from_json(
+            r#"{"merchants":[["m",150,50,0]],"withdrawals":[["w0","m",100,100,1]],"attention":{"LATE_PAYMENT":1}}"#,
+        )
+        .unwrap()
+        .audit();
+        assert!(a.ok());
+        assert_eq!(a.attention["LATE_PAYMENT"], 1);
+        let b = BalanceSnapshot::from_json(
+            r#"{"by_status":{"PAID":[1,50],"WITHDRAWN":[1,100],"PREPAID":[2,7]},"available":[1,50],"withdrawals":[1,100],"attention":0}"#,
+        )
+        .unwrap()
+        .view()
+        .unwrap();
+        assert_eq!(b.balance.paid, Fen::new(150));
+        assert_eq!(b.open_orders, 2);
+        // A merchant with no orders yet: json_group_object over nothing is NULL.
+        let empty = BalanceSnapshot::from_json(
+            r#"{"by_status":null,"available":[0,0],"withdrawals":[0,0],"attention":0}"#,
+        )
+        .unwrap();
+        assert_eq!(empty.view().unwrap().balance.paid, Fen::ZERO);
+        let huge = BalanceSnapshot::from_json(&format!(
+            r#"{{"by_status":{{"PAID":[1,{m}],"WITHDRAWN":[1,1]}},"available":[0,0],"withdrawals":[0,0]}}"#,
+            m = u64::MAX
+        ))
+        .unwrap();
+        assert_eq!(huge.view(), Err(LedgerError::Overflow));
     }
 
     #[test]

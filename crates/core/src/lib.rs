@@ -16,12 +16,14 @@
 //! | [`explain`] | "签名错误" diagnosis: which known mistake explains a mismatch |
 //! | [`xml`] | WeChat's flat `<xml>` maps, written as CDATA, parsed strictly |
 //! | [`crypt`] | `wx.getUserInfo` payloads: AES-128-CBC, PKCS#7, watermark, rawData |
-//! | [`ledger`] | withdrawals: the claim rule, balances, the no-fen-lost invariant |
+//! | [`ledger`] | order states, balances, the no-fen-lost invariant |
+//! | [`order`] | the order row as flows read it, the guard of a write, operator marks |
+//! | [`flow`] | every money flow as a pure decision: pay, notify, reconcile, withdraw |
+//! | [`store`] | the SQL of every decision's writes and reads, for D1 and SQLite |
 //! | [`login`] | `jscode2session`: the request and its answer, errcodes typed |
 //! | [`pay`] | unifiedorder, wx.requestPayment params, orderquery, closeorder |
 //! | [`notify`] | the payment notify: verify, check against the order, reply |
 //! | [`answer`] | WeChat's side: judging a merchant's request, writing WeChat's answers |
-//! | [`reconcile`] | open orders past their grace period: credit, close or wait, from orderquery |
 //! | [`auth`] | the admin token check, merchant API keys and their stored hash |
 //! | [`random`] | nonce_str, out_trade_no, session tokens from getrandom |
 
@@ -30,14 +32,16 @@ pub mod auth;
 pub mod crypt;
 pub mod error;
 pub mod explain;
+pub mod flow;
 pub mod ledger;
 pub mod login;
 pub mod money;
 pub mod notify;
+pub mod order;
 pub mod pay;
 pub mod random;
-pub mod reconcile;
 pub mod sign;
+pub mod store;
 pub mod xml;
 
 pub use error::{ALL_CODES, ErrorCode};

@@ -40,6 +40,17 @@ pub enum Kind {
     WrongAmount,
     /// Never send the notify at all (lost for good): only orderquery can find the payment.
     Drop,
+    /// unifiedorder, orderquery or closeorder answers with business error `err_code`
+    /// (e.g. INVALID_REQUEST, ORDERNOTEXIST though WeChat has the order: its lag right after
+    /// unifiedorder); nothing changes at WeChat.
+    ErrCode,
+    /// closeorder answers SUCCESS but the order stays payable (reported of real WeChat: a
+    /// closed order's QR code could still be paid).
+    Ignored,
+    /// orderquery reports `trade_state` (PAYERROR, USERPAYING, REVOKED, REFUND, …) instead
+    /// of the order's own state, which does not change: PAYERROR and USERPAYING orders are
+    /// still payable.
+    TradeState,
 }
 
 impl Kind {
@@ -51,6 +62,9 @@ impl Kind {
             SystemError => !matches!(target, Notify | Pay),
             NotEnough => target == Pay,
             Duplicate | OutOfOrder | WrongSign | WrongAmount | Drop => target == Notify,
+            ErrCode => matches!(target, Unifiedorder | Orderquery | Closeorder),
+            Ignored => target == Closeorder,
+            TradeState => target == Orderquery,
         }
     }
 }
@@ -68,6 +82,10 @@ pub struct FaultRequest {
     pub out_trade_no: Option<String>,
     /// For `timeout` (default 10 000) and `out_of_order` (default 1 000).
     pub delay_ms: Option<u64>,
+    /// For `trade_state`: the state orderquery reports.
+    pub trade_state: Option<String>,
+    /// For `err_code`: the business error answered.
+    pub err_code: Option<String>,
 }
 
 fn one() -> u32 {
@@ -82,6 +100,10 @@ pub struct Fault {
     pub remaining: u32,
     pub out_trade_no: Option<String>,
     pub delay_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trade_state: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub err_code: Option<String>,
 }
 
 impl FaultRequest {
@@ -91,7 +113,9 @@ impl FaultRequest {
             return Err(format!(
                 "fault kind {:?} does not apply to target {:?}: http_500, timeout and system_error \
                  apply to jscode2session, unifiedorder, orderquery and closeorder; not_enough to \
-                 pay; duplicate, out_of_order, wrong_sign and wrong_amount to notify",
+                 pay; duplicate, out_of_order, wrong_sign, wrong_amount and drop to notify; \
+                 err_code to unifiedorder, orderquery and closeorder; trade_state to orderquery; \
+                 ignored to closeorder",
                 self.kind, self.target
             ));
         }
@@ -108,6 +132,31 @@ impl FaultRequest {
         if delay_ms > 600_000 {
             return Err("delay_ms must be at most 600000 (10 minutes)".into());
         }
+        let code = |v: &Option<String>| {
+            v.as_ref()
+                .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_uppercase() || b == b'_'))
+                .cloned()
+        };
+        let trade_state = match (self.kind, code(&self.trade_state)) {
+            (Kind::TradeState, Some(ts)) => Some(ts),
+            (Kind::TradeState, None) => {
+                return Err("kind trade_state needs \"trade_state\": an uppercase state such as PAYERROR or USERPAYING".into());
+            }
+            _ if self.trade_state.is_some() => {
+                return Err("\"trade_state\" applies only to kind trade_state".into());
+            }
+            _ => None,
+        };
+        let err_code = match (self.kind, code(&self.err_code)) {
+            (Kind::ErrCode, Some(c)) => Some(c),
+            (Kind::ErrCode, None) => {
+                return Err("kind err_code needs \"err_code\": an uppercase code such as INVALID_REQUEST or ORDERNOTEXIST".into());
+            }
+            _ if self.err_code.is_some() => {
+                return Err("\"err_code\" applies only to kind err_code".into());
+            }
+            _ => None,
+        };
         Ok(Fault {
             id,
             target: self.target,
@@ -115,6 +164,8 @@ impl FaultRequest {
             remaining: self.count,
             out_trade_no: self.out_trade_no,
             delay_ms,
+            trade_state,
+            err_code,
         })
     }
 }
@@ -164,6 +215,8 @@ mod tests {
             count: 2,
             out_trade_no: None,
             delay_ms: None,
+            trade_state: None,
+            err_code: None,
         }
     }
 

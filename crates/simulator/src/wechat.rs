@@ -201,14 +201,38 @@ async fn pay_call(
         return xml_response(Refusal::new("SYSTEMERROR", "系统错误").to_xml());
     };
     merchant.sign_type = sign_type;
-    let outcome = if fault.is_some_and(|f| f.kind == Kind::SystemError) {
-        Err(("SYSTEMERROR", "系统超时".to_owned()))
-    } else {
-        act(&sim, &merchant, &params)
+    let injected = fault.as_ref().and_then(|f| f.err_code.clone());
+    let outcome = match fault.as_ref().map(|f| f.kind) {
+        Some(Kind::SystemError) => Err(("SYSTEMERROR", "系统超时".to_owned())),
+        Some(Kind::ErrCode) => Err(("", "injected by /sim/faults".to_owned())),
+        // SUCCESS, and the order stays as it was.
+        Some(Kind::Ignored) => Ok(Params::new()),
+        _ => act(&sim, &merchant, &params),
+    };
+    // An orderquery that reports another state than the order's own (which stays).
+    let outcome = match (
+        outcome,
+        fault.as_ref().and_then(|f| f.trade_state.as_deref()),
+    ) {
+        (Ok(mut fields), Some(ts)) => {
+            for k in [
+                "transaction_id",
+                "time_end",
+                "cash_fee",
+                "bank_type",
+                "is_subscribe",
+            ] {
+                fields.remove(k);
+            }
+            fields.insert("trade_state".into(), ts.to_owned());
+            fields.insert("trade_state_desc".into(), ts.to_owned());
+            Ok(fields)
+        }
+        (other, _) => other,
     };
     let outcome = match &outcome {
         Ok(fields) => Ok(fields.clone()),
-        Err((code, des)) => Err((*code, des.as_str())),
+        Err((code, des)) => Err((injected.as_deref().unwrap_or(code), des.as_str())),
     };
     match answer::signed(&merchant, outcome) {
         Ok(xml) => xml_response(xml),

@@ -1,0 +1,211 @@
+//! An order as the money flows see it: the stored row, the guard a write holds under, and
+//! the marks an operator must look at.
+//!
+//! Every flow decision is taken on one row as it was read. The write it returns names
+//! that row's status *and* version ([`Seen`]); storage applies it only if both still
+//! hold, so a decision taken on stale facts changes nothing and the shell decides again
+//! on the fresh row. The version is bumped by every write to the row.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer};
+use thiserror::Error;
+
+use crate::Fen;
+use crate::ledger::OrderStatus;
+
+/// An order row, as [`crate::store::ORDER_JSON`] hands it over.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct OrderRow {
+    pub out_trade_no: String,
+    pub openid: String,
+    pub merchant_id: String,
+    pub total_fee: Fen,
+    pub body: String,
+    pub spbill_create_ip: String,
+    #[serde(deserialize_with = "from_str")]
+    pub status: OrderStatus,
+    /// Bumped by every write: the guard of the next one.
+    pub version: u64,
+    pub prepay_id: Option<String>,
+    pub prepay_ms: Option<u64>,
+    pub transaction_id: Option<String>,
+    pub paid_ms: Option<u64>,
+    #[serde(default)]
+    pub paid_via: Option<String>,
+    /// Why an order ended (WeChat's err_code or the reconciler's reason).
+    pub failure: Option<String>,
+    pub withdrawal_id: Option<String>,
+    pub created_ms: u64,
+    pub updated_ms: u64,
+    /// When the reconciler looks at it next (open orders only).
+    #[serde(default)]
+    pub next_check_ms: Option<u64>,
+    /// How many times the reconciler has looked at it without settling it.
+    #[serde(default)]
+    pub checks: u32,
+    #[serde(default, deserialize_with = "opt_from_str")]
+    pub attention: Option<Attention>,
+    #[serde(default)]
+    pub attention_note: Option<String>,
+    #[serde(default)]
+    pub reconcile_note: Option<String>,
+}
+
+fn from_str<'de, D: Deserializer<'de>, T: FromStr>(d: D) -> Result<T, D::Error>
+where
+    T::Err: fmt::Display,
+{
+    let s = String::deserialize(d)?;
+    s.parse().map_err(serde::de::Error::custom)
+}
+
+fn opt_from_str<'de, D: Deserializer<'de>, T: FromStr>(d: D) -> Result<Option<T>, D::Error>
+where
+    T::Err: fmt::Display,
+{
+    Option::<String>::deserialize(d)?
+        .map(|s| s.parse().map_err(serde::de::Error::custom))
+        .transpose()
+}
+
+impl OrderRow {
+    /// The guard for a write decided on this row.
+    pub fn seen(&self) -> Seen {
+        Seen {
+            out_trade_no: self.out_trade_no.clone(),
+            status: self.status,
+            version: self.version,
+        }
+    }
+
+    /// Reads a row from the JSON text storage produced with [`crate::store::ORDER_JSON`].
+    pub fn from_json(text: &str) -> Result<OrderRow, RowError> {
+        serde_json::from_str(text).map_err(|e| RowError(e.to_string()))
+    }
+
+    /// Reads a JSON array of rows.
+    pub fn list_from_json(text: &str) -> Result<Vec<OrderRow>, RowError> {
+        serde_json::from_str(text).map_err(|e| RowError(e.to_string()))
+    }
+}
+
+/// A stored row that does not read as an order: a schema or a storage fault, never input.
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+#[error("unreadable order row: {0}")]
+pub struct RowError(pub String);
+
+/// What a write is guarded by: the row is still in this status at this version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seen {
+    pub out_trade_no: String,
+    pub status: OrderStatus,
+    pub version: u64,
+}
+
+/// Why an operator must look at an order. Money is never decided by a log line: each of
+/// these is on the row, listed by `GET /admin/attention` and counted by the audit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Attention {
+    /// Paid after we had ended it (CLOSED or FAILED): the money is in the merchant's
+    /// account and credited; deliver the goods or refund.
+    LatePayment,
+    /// WeChat reports a payment for another amount than the order's.
+    AmountMismatch,
+    /// WeChat reports the order paid and refunded, but nothing credited it here.
+    RefundedAtWechat,
+    /// A second, different transaction for an order already paid.
+    SecondTransaction,
+    /// WeChat answered about another order than the one asked for.
+    WrongOrder,
+}
+
+impl Attention {
+    pub const ALL: [Attention; 5] = [
+        Attention::LatePayment,
+        Attention::AmountMismatch,
+        Attention::RefundedAtWechat,
+        Attention::SecondTransaction,
+        Attention::WrongOrder,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Attention::LatePayment => "LATE_PAYMENT",
+            Attention::AmountMismatch => "AMOUNT_MISMATCH",
+            Attention::RefundedAtWechat => "REFUNDED_AT_WECHAT",
+            Attention::SecondTransaction => "SECOND_TRANSACTION",
+            Attention::WrongOrder => "WRONG_ORDER",
+        }
+    }
+}
+
+impl fmt::Display for Attention {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+#[error(
+    "unknown attention mark {0:?}: use one of LATE_PAYMENT, AMOUNT_MISMATCH, REFUNDED_AT_WECHAT, SECOND_TRANSACTION, WRONG_ORDER"
+)]
+pub struct UnknownAttention(pub String);
+
+impl FromStr for Attention {
+    type Err = UnknownAttention;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Attention::ALL
+            .into_iter()
+            .find(|a| a.as_str() == s)
+            .ok_or_else(|| UnknownAttention(s.to_owned()))
+    }
+}
+
+/// Who made an order PAID.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PaidVia {
+    Notify,
+    Reconciler,
+}
+
+impl PaidVia {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PaidVia::Notify => "notify",
+            PaidVia::Reconciler => "reconciler",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_read_from_storage_json_with_typed_status_and_marks() {
+        let row = OrderRow::from_json(
+            r#"{"out_trade_no":"T1","openid":"o","merchant_id":"default","total_fee":100,
+                "body":"b","spbill_create_ip":"1.2.3.4","status":"PREPAID","version":3,
+                "prepay_id":"wx1","prepay_ms":5,"transaction_id":null,"paid_ms":null,
+                "failure":null,"withdrawal_id":null,"created_ms":1,"updated_ms":5,
+                "next_check_ms":600005,"checks":0,"attention":"LATE_PAYMENT"}"#,
+        )
+        .unwrap();
+        assert_eq!(row.status, OrderStatus::Prepaid);
+        assert_eq!(row.attention, Some(Attention::LatePayment));
+        assert_eq!(row.seen().version, 3);
+        let bad = OrderRow::from_json(r#"{"status":"paid"}"#).unwrap_err();
+        assert!(bad.to_string().contains("unreadable"), "{bad}");
+    }
+
+    #[test]
+    fn attention_marks_round_trip() {
+        for a in Attention::ALL {
+            assert_eq!(a.as_str().parse::<Attention>(), Ok(a));
+        }
+        assert!("late".parse::<Attention>().is_err());
+    }
+}

@@ -1,0 +1,689 @@
+//! The storage contract: every statement a money flow needs, as SQL text and binds, for
+//! D1 (the worker) and SQLite (the simulation in `tests/simulation.rs`, which runs these
+//! same statements against the same migrations).
+//!
+//! The flows decide in terms of [`Write`]s; this module is the one place that turns them
+//! into SQL, so the guard a decision relies on (the status and version it saw) and the
+//! status names are written once. A [`Batch`] runs as one transaction (a D1 batch);
+//! [`Batch::guard_held`] reads the changed-row counts it gave back.
+
+use thiserror::Error;
+
+use crate::Fen;
+use crate::ledger::OrderStatus;
+use crate::order::{Attention, PaidVia, Seen};
+
+/// A bind value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SqlArg {
+    Text(String),
+    /// Bound exactly: storage shells must not pass a value above 2^53 − 1 as a float
+    /// (the worker binds such values as decimal text, which SQLite's INTEGER affinity
+    /// stores as the same integer).
+    Int(u64),
+    Null,
+}
+
+impl From<&str> for SqlArg {
+    fn from(s: &str) -> Self {
+        SqlArg::Text(s.to_owned())
+    }
+}
+
+impl From<String> for SqlArg {
+    fn from(s: String) -> Self {
+        SqlArg::Text(s)
+    }
+}
+
+impl From<u64> for SqlArg {
+    fn from(n: u64) -> Self {
+        SqlArg::Int(n)
+    }
+}
+
+impl From<Fen> for SqlArg {
+    fn from(f: Fen) -> Self {
+        SqlArg::Int(f.get())
+    }
+}
+
+impl<T: Into<SqlArg>> From<Option<T>> for SqlArg {
+    fn from(v: Option<T>) -> Self {
+        v.map_or(SqlArg::Null, Into::into)
+    }
+}
+
+/// One SQL statement with its binds (`?1`, `?2`, … in order).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Statement {
+    pub sql: String,
+    pub args: Vec<SqlArg>,
+}
+
+impl Statement {
+    fn new(sql: impl Into<String>, args: Vec<SqlArg>) -> Self {
+        Statement {
+            sql: sql.into(),
+            args,
+        }
+    }
+}
+
+/// Statements run as one transaction: all or nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Batch {
+    pub statements: Vec<Statement>,
+    /// The statement that must change exactly one row for the decision to have taken
+    /// effect (its guard held). The statement after it, if dependent, is conditioned on
+    /// that with `changes() = 1`, so a failed guard leaves the whole batch without effect.
+    pub guard: Option<usize>,
+}
+
+impl Batch {
+    /// Whether the decision took effect, from the rows each statement changed.
+    pub fn guard_held(&self, changes: &[usize]) -> bool {
+        self.guard
+            .is_none_or(|i| changes.get(i).copied() == Some(1))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.statements.is_empty()
+    }
+}
+
+/// A decision's write that storage could not express: a bug in a flow, never input.
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+pub enum StoreError {
+    #[error("the order machine does not allow {from} → {to}")]
+    Forbidden { from: OrderStatus, to: OrderStatus },
+    #[error("a batch may hold one guarded write, first")]
+    Shape,
+}
+
+/// A new order, CREATED, for an existing merchant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewOrder {
+    pub out_trade_no: String,
+    pub openid: String,
+    pub merchant_id: String,
+    pub total_fee: Fen,
+    pub body: String,
+    pub spbill_create_ip: String,
+    pub now_ms: u64,
+    /// When the reconciler first looks at it if nothing else settles it.
+    pub next_check_ms: u64,
+}
+
+/// What happens to one order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// WeChat gave a prepay_id: PREPAID.
+    Prepaid {
+        prepay_id: String,
+        next_check_ms: u64,
+    },
+    /// WeChat confirmed the payment: PAID, with an operator mark if it came late.
+    Paid {
+        transaction_id: String,
+        via: PaidVia,
+        attention: Option<(Attention, String)>,
+    },
+    /// WeChat agrees it is over: CLOSED or FAILED.
+    Ended { status: OrderStatus, reason: String },
+    /// Nothing settled: look again at `at_ms`, with a note (and maybe a mark).
+    Recheck {
+        at_ms: u64,
+        note: String,
+        attention: Option<(Attention, String)>,
+    },
+    /// A mark for an operator on an order whose status stays as it is.
+    Mark { attention: Attention, note: String },
+}
+
+/// What a verdict on a notify is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Moved the order to PAID.
+    Credited,
+    /// Verified, for an order already settled by this payment.
+    Duplicate,
+    /// Not believed: unverifiable, or verified but not about our order as we hold it.
+    Rejected,
+    /// Verified, but we hold no such order.
+    UnknownOrder,
+    /// WeChat says the payment did not go through.
+    PaymentFailed,
+    /// Verified, but contradicts what we hold (a second transaction): marked for an operator.
+    Conflict,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Credited => "CREDITED",
+            Verdict::Duplicate => "DUPLICATE",
+            Verdict::Rejected => "REJECTED",
+            Verdict::UnknownOrder => "UNKNOWN_ORDER",
+            Verdict::PaymentFailed => "PAYMENT_FAILED",
+            Verdict::Conflict => "CONFLICT",
+        }
+    }
+}
+
+/// A notify as we keep it. Verified bodies are kept whole; an unverified one keeps at
+/// most [`crate::flow::notify::REJECTED_PREFIX_BYTES`] of itself, its hash and size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotificationRecord {
+    pub received_ms: u64,
+    pub body: String,
+    pub body_sha256: String,
+    pub body_bytes: u64,
+    pub verified: bool,
+    pub remote_ip: Option<String>,
+    pub out_trade_no: Option<String>,
+    pub verdict: Verdict,
+    pub reason: String,
+}
+
+/// One write of a decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Write {
+    CreateOrder(NewOrder),
+    /// A change of one order, applied only while it is as `seen`.
+    Order {
+        seen: Seen,
+        change: Change,
+        now_ms: u64,
+    },
+    Notification(NotificationRecord),
+}
+
+impl Write {
+    fn is_guarded(&self) -> bool {
+        !matches!(self, Write::Notification(_))
+    }
+}
+
+/// The columns of an order row as one JSON object built by SQLite: a single value
+/// crosses from storage, and [`crate::order::OrderRow::from_json`] reads it.
+pub const ORDER_JSON: &str = "json_object('out_trade_no', out_trade_no, 'openid', openid, \
+     'merchant_id', merchant_id, 'total_fee', total_fee, 'body', body, \
+     'spbill_create_ip', spbill_create_ip, 'status', status, 'version', version, \
+     'prepay_id', prepay_id, 'prepay_ms', prepay_ms, 'transaction_id', transaction_id, \
+     'paid_ms', paid_ms, 'paid_via', paid_via, 'failure', failure, \
+     'withdrawal_id', withdrawal_id, 'created_ms', created_ms, 'updated_ms', updated_ms, \
+     'next_check_ms', next_check_ms, 'checks', checks, 'attention', attention, \
+     'attention_note', attention_note, 'reconcile_note', reconcile_note)";
+
+/// `'A', 'B'` for an SQL `IN (…)`, from the enum (the names are constants, never input).
+pub fn status_list(statuses: &[OrderStatus]) -> String {
+    statuses
+        .iter()
+        .map(|s| format!("'{}'", s.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The statuses a payment may still arrive for (open, or ended without it).
+pub const UNPAID: [OrderStatus; 4] = [
+    OrderStatus::Created,
+    OrderStatus::Prepaid,
+    OrderStatus::Closed,
+    OrderStatus::Failed,
+];
+/// Still waiting for money.
+pub const OPEN: [OrderStatus; 2] = [OrderStatus::Created, OrderStatus::Prepaid];
+/// The money arrived.
+pub const PAID: [OrderStatus; 2] = [OrderStatus::Paid, OrderStatus::Withdrawn];
+
+fn guard_sql() -> &'static str {
+    "WHERE out_trade_no = ?1 AND status = ?2 AND version = ?3"
+}
+
+fn order_write(seen: &Seen, change: &Change, now: u64) -> Result<Statement, StoreError> {
+    let to = match change {
+        Change::Prepaid { .. } => OrderStatus::Prepaid,
+        Change::Paid { .. } => OrderStatus::Paid,
+        Change::Ended { status, .. } => *status,
+        Change::Recheck { .. } | Change::Mark { .. } => seen.status,
+    };
+    let moves = to != seen.status || matches!(change, Change::Prepaid { .. });
+    if moves && !seen.status.can_become(to) {
+        return Err(StoreError::Forbidden {
+            from: seen.status,
+            to,
+        });
+    }
+    let mut args = vec![
+        SqlArg::from(seen.out_trade_no.as_str()),
+        SqlArg::from(seen.status.as_str()),
+        SqlArg::Int(seen.version),
+        SqlArg::Int(now),
+    ];
+    let mut push = |a: SqlArg| {
+        args.push(a);
+        args.len()
+    };
+    let set = match change {
+        Change::Prepaid {
+            prepay_id,
+            next_check_ms,
+        } => {
+            let s = push(to.as_str().into());
+            let p = push(prepay_id.as_str().into());
+            let n = push(SqlArg::Int(*next_check_ms));
+            format!(
+                "status = ?{s}, prepay_id = ?{p}, prepay_ms = ?4, next_check_ms = ?{n}, checks = 0"
+            )
+        }
+        Change::Paid {
+            transaction_id,
+            via,
+            attention,
+        } => {
+            let s = push(to.as_str().into());
+            let t = push(transaction_id.as_str().into());
+            let v = push(via.as_str().into());
+            let a = push(attention.as_ref().map(|a| a.0.as_str()).into());
+            let n = push(attention.as_ref().map(|a| a.1.clone()).into());
+            format!(
+                "status = ?{s}, transaction_id = ?{t}, paid_ms = ?4, paid_via = ?{v}, next_check_ms = NULL, \
+                 attention = COALESCE(?{a}, attention), attention_note = COALESCE(?{n}, attention_note)"
+            )
+        }
+        Change::Ended { status, reason } => {
+            let s = push(status.as_str().into());
+            let r = push(reason.as_str().into());
+            format!("status = ?{s}, failure = ?{r}, next_check_ms = NULL")
+        }
+        Change::Recheck {
+            at_ms,
+            note,
+            attention,
+        } => {
+            let at = push(SqlArg::Int(*at_ms));
+            let r = push(note.as_str().into());
+            let a = push(attention.as_ref().map(|a| a.0.as_str()).into());
+            let n = push(attention.as_ref().map(|a| a.1.clone()).into());
+            format!(
+                "next_check_ms = ?{at}, reconciled_ms = ?4, reconcile_note = ?{r}, checks = checks + 1, \
+                 attention = COALESCE(?{a}, attention), attention_note = COALESCE(?{n}, attention_note)"
+            )
+        }
+        Change::Mark { attention, note } => {
+            let a = push(attention.as_str().into());
+            let n = push(note.as_str().into());
+            format!("attention = ?{a}, attention_note = ?{n}")
+        }
+    };
+    // updated_ms records changes an operator or the order's owner would see; the
+    // reconciler's bookkeeping (Recheck) leaves it.
+    let touch = if matches!(change, Change::Recheck { .. }) {
+        ""
+    } else {
+        ", updated_ms = ?4"
+    };
+    Ok(Statement::new(
+        format!(
+            "UPDATE orders SET {set}{touch}, version = version + 1 {}",
+            guard_sql()
+        ),
+        args,
+    ))
+}
+
+fn create_order(o: &NewOrder) -> Statement {
+    Statement::new(
+        "INSERT INTO orders (out_trade_no, openid, merchant_id, total_fee, body, spbill_create_ip, status,
+           version, created_ms, updated_ms, next_check_ms)
+         SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?8, ?8, ?9
+         WHERE EXISTS (SELECT 1 FROM merchants WHERE merchant_id = ?3)",
+        vec![
+            o.out_trade_no.as_str().into(),
+            o.openid.as_str().into(),
+            o.merchant_id.as_str().into(),
+            o.total_fee.into(),
+            o.body.as_str().into(),
+            o.spbill_create_ip.as_str().into(),
+            OrderStatus::Created.as_str().into(),
+            SqlArg::Int(o.now_ms),
+            SqlArg::Int(o.next_check_ms),
+        ],
+    )
+}
+
+fn notification(n: &NotificationRecord, dependent: bool) -> Statement {
+    let condition = if dependent {
+        " WHERE changes() = 1"
+    } else {
+        ""
+    };
+    Statement::new(
+        format!(
+            "INSERT INTO notifications (received_ms, body, body_sha256, body_bytes, verified, remote_ip,
+               out_trade_no, verdict, reason)
+             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9{condition}"
+        ),
+        vec![
+            SqlArg::Int(n.received_ms),
+            n.body.as_str().into(),
+            n.body_sha256.as_str().into(),
+            SqlArg::Int(n.body_bytes),
+            SqlArg::Int(u64::from(n.verified)),
+            n.remote_ip.clone().into(),
+            n.out_trade_no.clone().into(),
+            n.verdict.as_str().into(),
+            n.reason.as_str().into(),
+        ],
+    )
+}
+
+/// The batch for a decision's writes: at most one guarded write, first; a notification
+/// after it is recorded only if the guard held.
+pub fn batch(writes: &[Write]) -> Result<Batch, StoreError> {
+    let guarded: Vec<usize> = (0..writes.len())
+        .filter(|&i| writes[i].is_guarded())
+        .collect();
+    let guard = match guarded.as_slice() {
+        [] => None,
+        [0] => Some(0),
+        _ => return Err(StoreError::Shape),
+    };
+    let statements = writes
+        .iter()
+        .map(|w| match w {
+            Write::CreateOrder(o) => Ok(create_order(o)),
+            Write::Order {
+                seen,
+                change,
+                now_ms,
+            } => order_write(seen, change, *now_ms),
+            Write::Notification(n) => Ok(notification(n, guard.is_some())),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Batch { statements, guard })
+}
+
+/// The order `out_trade_no`, as one JSON value in column `j` (none: no such order).
+pub fn order_by_no(out_trade_no: &str) -> Statement {
+    Statement::new(
+        format!("SELECT {ORDER_JSON} AS j FROM orders WHERE out_trade_no = ?1"),
+        vec![out_trade_no.into()],
+    )
+}
+
+/// The reconciler's queue: open orders whose next check is due, soonest first, as one
+/// JSON array in column `j`. Every check moves an order's `next_check_ms` forward, so
+/// nothing stays at the head and every order is reached in turn.
+pub fn due_orders(now_ms: u64, limit: u64) -> Statement {
+    Statement::new(
+        format!(
+            "SELECT COALESCE(json_group_array(json(j)), '[]') AS j FROM
+               (SELECT {ORDER_JSON} AS j FROM orders
+                WHERE next_check_ms <= ?1 AND status IN ({})
+                ORDER BY next_check_ms, id LIMIT ?2)",
+            status_list(&OPEN)
+        ),
+        vec![SqlArg::Int(now_ms), SqlArg::Int(limit)],
+    )
+}
+
+/// Deletes unverified notifies received before `before_ms` (their prefix and hash are
+/// kept for a while for operators; verified ones are the payment's evidence and stay).
+pub fn prune_rejected(before_ms: u64) -> Statement {
+    Statement::new(
+        "DELETE FROM notifications WHERE verified = 0 AND received_ms < ?1",
+        vec![SqlArg::Int(before_ms)],
+    )
+}
+
+/// What [`crate::ledger::is_claimable`] says, as SQL over the orders table.
+pub fn claimable_sql() -> String {
+    format!(
+        "status = '{}' AND withdrawal_id IS NULL",
+        OrderStatus::Paid.as_str()
+    )
+}
+
+/// One withdrawal, as one batch: insert it (amount 0), claim the merchant's claimable
+/// orders, set its amount to the sum of exactly the rows it claimed, and delete it again
+/// if it claimed none. An order paid meanwhile is either claimed and counted, or left.
+pub fn withdrawal_batch(
+    withdrawal_id: &str,
+    merchant_id: &str,
+    idempotency_key: Option<&str>,
+    now_ms: u64,
+) -> Batch {
+    let id = || SqlArg::from(withdrawal_id);
+    Batch {
+        statements: vec![
+            Statement::new(
+                "INSERT INTO withdrawals (withdrawal_id, merchant_id, amount_fen, order_count, idempotency_key, created_ms)
+                 VALUES (?1, ?2, 0, 0, ?3, ?4)",
+                vec![id(), merchant_id.into(), idempotency_key.into(), SqlArg::Int(now_ms)],
+            ),
+            Statement::new(
+                format!(
+                    "UPDATE orders SET status = '{}', withdrawal_id = ?1, updated_ms = ?3, version = version + 1
+                     WHERE merchant_id = ?2 AND {}",
+                    OrderStatus::Withdrawn.as_str(),
+                    claimable_sql()
+                ),
+                vec![id(), merchant_id.into(), SqlArg::Int(now_ms)],
+            ),
+            Statement::new(
+                "UPDATE withdrawals SET (amount_fen, order_count) =
+                   (SELECT COALESCE(SUM(total_fee), 0), COUNT(*) FROM orders WHERE withdrawal_id = ?1)
+                 WHERE withdrawal_id = ?1",
+                vec![id()],
+            ),
+            Statement::new(
+                "DELETE FROM withdrawals WHERE withdrawal_id = ?1 AND order_count = 0",
+                vec![id()],
+            ),
+        ],
+        guard: None,
+    }
+}
+
+/// A merchant's balance as one JSON object in column `j`, from one statement (one
+/// consistent snapshot): `{by_status: {STATUS: [count, fen]}, available: [count, fen],
+/// withdrawals: [count, fen]}`; [`crate::ledger::Balance::from_snapshot`] reads it.
+pub fn balance(merchant_id: &str) -> Statement {
+    Statement::new(
+        format!(
+            "SELECT json_object(
+               'by_status', (SELECT json_group_object(status, json_array(n, fen)) FROM
+                   (SELECT status, COUNT(*) AS n, SUM(total_fee) AS fen FROM orders
+                    WHERE merchant_id = ?1 GROUP BY status)),
+               'available', (SELECT json_array(COUNT(*), COALESCE(SUM(total_fee), 0)) FROM orders
+                    WHERE merchant_id = ?1 AND {}),
+               'withdrawals', (SELECT json_array(COUNT(*), COALESCE(SUM(amount_fen), 0))
+                    FROM withdrawals WHERE merchant_id = ?1),
+               'attention', (SELECT COUNT(*) FROM orders WHERE merchant_id = ?1 AND attention IS NOT NULL)) AS j",
+            claimable_sql()
+        ),
+        vec![merchant_id.into()],
+    )
+}
+
+/// Every merchant's ledger totals, every withdrawal's claimed sum and the orders marked
+/// for an operator, as one JSON object in column `j` from one statement;
+/// [`crate::ledger::AuditSnapshot`] reads it.
+pub fn audit_snapshot() -> Statement {
+    let paid = status_list(&PAID);
+    let withdrawn = OrderStatus::Withdrawn.as_str();
+    Statement::new(
+        format!(
+            "SELECT json_object(
+               'merchants', (SELECT COALESCE(json_group_array(json_array(m.merchant_id,
+                   (SELECT COALESCE(SUM(total_fee), 0) FROM orders WHERE merchant_id = m.merchant_id AND status IN ({paid})),
+                   (SELECT COALESCE(SUM(total_fee), 0) FROM orders WHERE merchant_id = m.merchant_id AND {claimable}),
+                   (SELECT COUNT(*) FROM orders o WHERE o.merchant_id = m.merchant_id AND (
+                       (o.status = '{withdrawn}') <> (o.withdrawal_id IS NOT NULL)
+                       OR (o.withdrawal_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM withdrawals w
+                            WHERE w.withdrawal_id = o.withdrawal_id AND w.merchant_id = o.merchant_id)))))), '[]')
+                   FROM merchants m),
+               'withdrawals', (SELECT COALESCE(json_group_array(json_array(w.withdrawal_id, w.merchant_id, w.amount_fen,
+                   (SELECT COALESCE(SUM(total_fee), 0) FROM orders o WHERE o.withdrawal_id = w.withdrawal_id AND o.merchant_id = w.merchant_id AND o.status = '{withdrawn}'),
+                   (SELECT COUNT(*) FROM orders o WHERE o.withdrawal_id = w.withdrawal_id AND o.merchant_id = w.merchant_id AND o.status = '{withdrawn}'))), '[]')
+                   FROM withdrawals w),
+               'attention', (SELECT COALESCE(json_group_object(attention, n), '{{}}') FROM
+                   (SELECT attention, COUNT(*) AS n FROM orders WHERE attention IS NOT NULL GROUP BY attention))) AS j",
+            claimable = claimable_sql(),
+        ),
+        vec![],
+    )
+}
+
+/// A withdrawal row as one JSON object built by SQLite
+/// ([`crate::flow::withdraw::WithdrawalRow`] reads it).
+pub const WITHDRAWAL_JSON: &str = "json_object('withdrawal_id', withdrawal_id, 'merchant_id', merchant_id, \
+     'amount_fen', amount_fen, 'order_count', order_count, 'idempotency_key', idempotency_key, \
+     'created_ms', created_ms, 'seq', seq)";
+
+/// The withdrawal a merchant's `Idempotency-Key` made, in column `j`.
+pub fn withdrawal_by_key(merchant_id: &str, key: &str) -> Statement {
+    Statement::new(
+        format!(
+            "SELECT {WITHDRAWAL_JSON} AS j FROM withdrawals WHERE merchant_id = ?1 AND idempotency_key = ?2"
+        ),
+        vec![merchant_id.into(), key.into()],
+    )
+}
+
+/// The withdrawal `withdrawal_id`, in column `j`.
+pub fn withdrawal_by_id(withdrawal_id: &str) -> Statement {
+    Statement::new(
+        format!("SELECT {WITHDRAWAL_JSON} AS j FROM withdrawals WHERE withdrawal_id = ?1"),
+        vec![withdrawal_id.into()],
+    )
+}
+
+/// The orders a withdrawal claimed, oldest first, as a JSON array in column `j`
+/// ([`crate::flow::withdraw::ClaimedOrder`]).
+pub fn claimed_orders(withdrawal_id: &str) -> Statement {
+    Statement::new(
+        "SELECT COALESCE(json_group_array(json_object('out_trade_no', out_trade_no, 'total_fee', total_fee, 'paid_ms', paid_ms)), '[]') AS j
+         FROM (SELECT out_trade_no, total_fee, paid_ms FROM orders WHERE withdrawal_id = ?1 ORDER BY id)",
+        vec![withdrawal_id.into()],
+    )
+}
+
+/// Orders marked for an operator, newest first, as one JSON array in column `j` and the
+/// smallest row id in `last` (for the next page's cursor).
+pub fn attention_page(before_id: u64, limit: u64) -> Statement {
+    Statement::new(
+        format!(
+            "SELECT COALESCE(json_group_array(json(j)), '[]') AS j, MIN(id) AS last FROM
+               (SELECT {ORDER_JSON} AS j, id FROM orders
+                WHERE attention IS NOT NULL AND id < ?1 ORDER BY id DESC LIMIT ?2)"
+        ),
+        vec![SqlArg::Int(before_id), SqlArg::Int(limit)],
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seen(status: OrderStatus) -> Seen {
+        Seen {
+            out_trade_no: "T".into(),
+            status,
+            version: 4,
+        }
+    }
+
+    #[test]
+    fn order_writes_are_guarded_by_status_and_version() {
+        let b = batch(&[Write::Order {
+            seen: seen(OrderStatus::Prepaid),
+            change: Change::Ended {
+                status: OrderStatus::Closed,
+                reason: "closed".into(),
+            },
+            now_ms: 9,
+        }])
+        .unwrap();
+        let s = &b.statements[0];
+        assert!(s.sql.contains("status = ?2 AND version = ?3"), "{}", s.sql);
+        assert!(s.sql.contains("version = version + 1"));
+        assert_eq!(s.args[1], SqlArg::Text("PREPAID".into()));
+        assert_eq!(s.args[2], SqlArg::Int(4));
+        assert!(b.guard_held(&[1]));
+        assert!(!b.guard_held(&[0]));
+    }
+
+    #[test]
+    fn writes_the_order_machine_forbids_are_refused() {
+        let e = batch(&[Write::Order {
+            seen: seen(OrderStatus::Withdrawn),
+            change: Change::Ended {
+                status: OrderStatus::Closed,
+                reason: String::new(),
+            },
+            now_ms: 0,
+        }])
+        .unwrap_err();
+        assert!(matches!(e, StoreError::Forbidden { .. }), "{e}");
+        // A late payment of a closed order is allowed: the money is real.
+        assert!(
+            batch(&[Write::Order {
+                seen: seen(OrderStatus::Closed),
+                change: Change::Paid {
+                    transaction_id: "42".into(),
+                    via: PaidVia::Notify,
+                    attention: Some((Attention::LatePayment, "late".into())),
+                },
+                now_ms: 0,
+            }])
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn a_notification_after_a_guarded_write_depends_on_it() {
+        let n = NotificationRecord {
+            received_ms: 1,
+            body: "<xml/>".into(),
+            body_sha256: "00".into(),
+            body_bytes: 6,
+            verified: true,
+            remote_ip: None,
+            out_trade_no: Some("T".into()),
+            verdict: Verdict::Credited,
+            reason: "ok".into(),
+        };
+        let alone = batch(&[Write::Notification(n.clone())]).unwrap();
+        assert_eq!(alone.guard, None);
+        assert!(!alone.statements[0].sql.contains("changes()"));
+        let after = batch(&[
+            Write::Order {
+                seen: seen(OrderStatus::Prepaid),
+                change: Change::Paid {
+                    transaction_id: "42".into(),
+                    via: PaidVia::Notify,
+                    attention: None,
+                },
+                now_ms: 1,
+            },
+            Write::Notification(n.clone()),
+        ])
+        .unwrap();
+        assert!(after.statements[1].sql.contains("WHERE changes() = 1"));
+        let two_guards = batch(&[
+            Write::Notification(n),
+            Write::Order {
+                seen: seen(OrderStatus::Prepaid),
+                change: Change::Mark {
+                    attention: Attention::WrongOrder,
+                    note: String::new(),
+                },
+                now_ms: 1,
+            },
+        ]);
+        assert_eq!(two_guards, Err(StoreError::Shape));
+    }
+}
