@@ -63,11 +63,13 @@ export interface WxedgeError extends Error {
 export function sign(params: Params, key: string, signType?: SignType): string;
 
 /**
- * Whether `params.sign` is right (constant-time). Throws `SIGN_MISSING` without a sign.
- * For a payment notify pass your merchant's `signType`: WeChat may omit `sign_type`
- * even for HMAC-SHA256 merchants.
+ * Whether `params.sign` is right (constant-time) under `signType`: your merchant's sign
+ * type, required. `params.sign_type` never chooses the algorithm (that would let the
+ * sender pick it), and WeChat may omit it even for HMAC-SHA256 merchants. Throws
+ * `INVALID_ARGUMENT` without a `signType`, `SIGN_TYPE_UNKNOWN` for another one,
+ * `SIGN_MISSING` without a sign.
  */
-export function verifySign(params: Params, key: string, signType?: SignType): boolean;
+export function verifySign(params: Params, key: string, signType: SignType): boolean;
 
 /** `<xml><k><![CDATA[v]]></k>…</xml>`, keys in byte order. Throws `XML_INVALID_KEY`. */
 export function toXml(params: Params): string;
@@ -94,10 +96,12 @@ export interface UserData {
 }
 
 /**
- * AES-128-CBC decryption with the session_key, full PKCS#7 check, and the watermark's
- * appid compared with `appId`. Throws `BAD_BASE64`, `BAD_KEY_LENGTH`, `BAD_IV_LENGTH`,
- * `BAD_CIPHERTEXT_LENGTH`, `BAD_PADDING` (stale session_key), `NOT_JSON`,
- * `MISSING_WATERMARK` or `WATERMARK_MISMATCH`.
+ * AES-128-CBC decryption with the session_key, full PKCS#7 check, and the watermark
+ * judged as the wxedge worker judges it: `appid` a string equal to `appId`, `timestamp`
+ * an integer (by value, within ±(2^53 − 1)). Throws `BAD_BASE64`, `BAD_KEY_LENGTH`,
+ * `BAD_IV_LENGTH`, `BAD_CIPHERTEXT_LENGTH`, `BAD_PADDING` (stale session_key), `NOT_JSON`,
+ * `MISSING_WATERMARK` (no watermark, or a field missing or of the wrong kind) or
+ * `WATERMARK_MISMATCH`.
  */
 export function decryptUserData(
   appId: string,
@@ -219,7 +223,9 @@ export interface Notify {
 }
 
 /**
- * Parses and verifies a payment notify with the merchant key and configured sign type.
+ * Parses and verifies a payment notify with the merchant key and configured sign type
+ * (required: the notify's own `sign_type` never picks the algorithm; without one,
+ * `INVALID_ARGUMENT`).
  * Throws on anything not to be trusted (`SIGN_MISMATCH`, `XML_*`, `MISSING_FIELD`, …).
  * Check `out_trade_no`, `total_fee`, `appid`, `mch_id` against your order before crediting.
  */

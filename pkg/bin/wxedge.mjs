@@ -10,7 +10,8 @@ usage:
   wxedge sign     [--sign-type MD5|HMAC-SHA256] [--output xml] [INPUT]
                                                             print the string signed and the sign;
                                                             --output xml: the signed XML body, to POST
-  wxedge verify   [--sign-type T] [INPUT]                   check INPUT's own "sign"; explain a mismatch
+  wxedge verify   --sign-type MD5|HMAC-SHA256 [INPUT]       check INPUT's own "sign" under YOUR merchant's
+                                                            sign type (never INPUT's sign_type); explain a mismatch
   wxedge explain  --sign SIGN [--app-secret S] [--unified-order-sign S] [INPUT]
                                                             name the mistake that gives SIGN
   wxedge decrypt  --appid A --session-key K --iv IV [ENCRYPTED_DATA]
@@ -106,17 +107,23 @@ function main() {
       return;
     }
     case 'verify': {
+      // The verdict uses the caller's sign type only: the input's own sign_type is what a
+      // forger would set, so it never picks the algorithm (as in verifySign).
+      const t = flags['sign-type'];
+      if (!t) fail("verify needs --sign-type: pass your merchant's sign type: 'MD5' or 'HMAC-SHA256'");
       const { paySign, ...p } = readParams(rest[0]);
       const given = p.sign ?? paySign;
       if (!given) fail('the input has no "sign" (or "paySign") to verify', 1);
-      const t = flags['sign-type'];
-      if (t && verifySign({ ...p, sign: given }, key(flags), t)) {
+      if (verifySign({ ...p, sign: given }, key(flags), t)) {
         process.stdout.write(`OK: the sign matches (${t})\n`);
         return;
       }
       const e = explainSign(p, key(flags), given);
-      printExplanation(e);
-      process.exit(e.matches && !t ? 0 : 1);
+      if (e.matches) {
+        // Right under the algorithm the input names, which is not the merchant's.
+        process.stdout.write(`MISMATCH: the sign is a valid ${e.signType} sign (the input's sign_type), but your merchant signs with ${t}\n`);
+      } else printExplanation(e);
+      process.exit(1);
     }
     case 'explain': {
       if (!flags.sign) fail('explain needs --sign SIGN (the sign you got or sent)');

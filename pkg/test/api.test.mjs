@@ -19,9 +19,9 @@ test('official v2 signing example: MD5 and HMAC-SHA256', () => {
   assert.equal(wx.sign(DOC.params, DOC.key), DOC.md5);
   assert.equal(wx.sign(DOC.params, DOC.key, 'MD5'), DOC.md5);
   assert.equal(wx.sign(DOC.params, DOC.key, 'HMAC-SHA256'), DOC.hmac);
-  assert.equal(wx.verifySign({ ...DOC.params, sign: DOC.md5 }, DOC.key), true);
+  assert.equal(wx.verifySign({ ...DOC.params, sign: DOC.md5 }, DOC.key, 'MD5'), true);
   assert.equal(wx.verifySign({ ...DOC.params, sign: DOC.hmac }, DOC.key, 'HMAC-SHA256'), true);
-  assert.equal(wx.verifySign({ ...DOC.params, sign: DOC.md5.toLowerCase() }, DOC.key), false);
+  assert.equal(wx.verifySign({ ...DOC.params, sign: DOC.md5.toLowerCase() }, DOC.key, 'MD5'), false);
 });
 
 test('official decrypt demo vector', () => {
@@ -40,7 +40,7 @@ test('sign: sign_type in params selects the algorithm; numbers are stringified',
   throwsCode(() => wx.sign({ ...DOC.params, sign_type: 'md5' }, DOC.key), 'SIGN_TYPE_UNKNOWN');
   throwsCode(() => wx.sign('appid=1', DOC.key), 'INVALID_ARGUMENT');
   throwsCode(() => wx.sign({ a: { nested: 1 } }, DOC.key), 'INVALID_ARGUMENT');
-  throwsCode(() => wx.verifySign(DOC.params, DOC.key), 'SIGN_MISSING');
+  throwsCode(() => wx.verifySign(DOC.params, DOC.key, 'MD5'), 'SIGN_MISSING');
 });
 
 test('toXml / parseXml round-trip, CDATA and ]]>', () => {

@@ -25,19 +25,45 @@ test('sign --output xml prints a signed body that verifies', () => {
   const r = run(['sign', '--output', 'xml', '--key', DOC.key, JSON.stringify(DOC.params)]);
   assert.equal(r.status, 0, r.err);
   assert.match(r.out, new RegExp(`^<xml>.*<sign><!\\[CDATA\\[${DOC.md5}\\]\\]></sign>.*</xml>\n$`));
-  const v = run(['verify', '--key', DOC.key, r.out.trim()]);
+  const v = run(['verify', '--key', DOC.key, '--sign-type', 'MD5', r.out.trim()]);
   assert.equal(v.status, 0, v.out + v.err);
   assert.equal(run(['sign', '--output', 'json', '--key', DOC.key, '{}']).status, 2);
 });
 
 test('verify accepts XML, explains a mismatch and exits 1', () => {
   const xml = `<xml>${Object.entries(DOC.params).map(([k, v]) => `<${k}>${v}</${k}>`).join('')}<sign>${DOC.md5.toLowerCase()}</sign></xml>`;
-  const r = run(['verify', '--key', DOC.key], { input: xml });
+  const r = run(['verify', '--key', DOC.key, '--sign-type', 'MD5'], { input: xml });
   assert.equal(r.status, 1);
   assert.match(r.out, /LOWERCASE_HEX/);
-  const ok = run(['verify', '--key', DOC.key], { input: xml.replace(DOC.md5.toLowerCase(), DOC.md5) });
+  const ok = run(['verify', '--key', DOC.key, '--sign-type', 'MD5'], { input: xml.replace(DOC.md5.toLowerCase(), DOC.md5) });
   assert.equal(ok.status, 0, ok.out + ok.err);
-  assert.match(ok.out, /OK: the sign matches/);
+  assert.match(ok.out, /OK: the sign matches \(MD5\)/);
+});
+
+test("verify takes the sign type from --sign-type, never from the input's sign_type", () => {
+  const signed = (claims, by) => {
+    const p = { ...DOC.params, sign_type: claims };
+    const s = run(['sign', '--output', 'xml', '--key', DOC.key, '--sign-type', by, JSON.stringify(p)]);
+    assert.equal(s.status, 0, s.err);
+    return s.out.trim();
+  };
+  // Without --sign-type: a usage error that says what to pass, even for a valid sign.
+  const none = run(['verify', '--key', DOC.key], { input: signed('MD5', 'MD5') });
+  assert.equal(none.status, 2);
+  assert.match(none.err, /--sign-type: pass your merchant's sign type: 'MD5' or 'HMAC-SHA256'/);
+  // An input that says MD5 and is signed MD5 does not pass for an HMAC-SHA256 merchant.
+  const downgrade = run(['verify', '--key', DOC.key, '--sign-type', 'HMAC-SHA256'], { input: signed('MD5', 'MD5') });
+  assert.equal(downgrade.status, 1, downgrade.out + downgrade.err);
+  assert.match(downgrade.out, /MISMATCH: the sign is a valid MD5 sign \(the input's sign_type\), but your merchant signs with HMAC-SHA256/);
+  // The verdict follows --sign-type whatever the input claims.
+  const hmac = run(['verify', '--key', DOC.key, '--sign-type', 'HMAC-SHA256'], { input: signed('MD5', 'HMAC-SHA256') });
+  assert.equal(hmac.status, 0, hmac.out + hmac.err);
+  assert.match(hmac.out, /OK: the sign matches \(HMAC-SHA256\)/);
+  const md5 = run(['verify', '--key', DOC.key, '--sign-type', 'MD5'], { input: signed('HMAC-SHA256', 'MD5') });
+  assert.equal(md5.status, 0, md5.out + md5.err);
+  const unknown = run(['verify', '--key', DOC.key, '--sign-type', 'SHA1'], { input: signed('MD5', 'MD5') });
+  assert.equal(unknown.status, 1);
+  assert.match(unknown.err, /\[SIGN_TYPE_UNKNOWN\]/);
 });
 
 test('explain names the other algorithm', () => {

@@ -64,7 +64,11 @@ pub enum CryptError {
         "decrypted data is not JSON: the session_key is stale or the data was tampered with; call wx.login again"
     )]
     NotJson,
-    #[error("decrypted data carries no watermark.appid")]
+    /// No watermark, or one that is not WeChat's shape: `appid` must be a string and
+    /// `timestamp` an integer (see [`judge_watermark`]).
+    #[error(
+        "decrypted data carries no valid watermark: it needs appid (a string) and timestamp (an integer)"
+    )]
     MissingWatermark,
     #[error(
         "watermark appid {found:?} is not ours ({expected:?}): the data was encrypted for another mini-program"
@@ -90,7 +94,9 @@ impl ErrorCode for CryptError {
     }
 }
 
-/// The watermark WeChat adds to every encrypted payload.
+/// The watermark WeChat adds to every encrypted payload, as [`judge_watermark`] accepts
+/// it: `timestamp` within ±(2^53 − 1), what every JSON reader, the engine's `JSON.parse`
+/// included, reads exactly.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Watermark {
     pub appid: String,
@@ -133,7 +139,7 @@ fn iv_of(iv_b64: &str) -> Result<[u8; 16], CryptError> {
 
 /// The plaintext of a payload: AES-128-CBC with every PKCS#7 pad byte checked. Callers
 /// that parse JSON themselves (the npm package uses the engine's `JSON.parse`) must then
-/// pass the watermark to [`check_watermark`].
+/// hand the watermark's fields, as received, to [`judge_watermark`].
 pub fn decrypt_payload(
     session_key_b64: &str,
     encrypted_b64: &str,
@@ -153,17 +159,77 @@ pub fn decrypt_payload(
     Ok(buf)
 }
 
-/// The watermark must exist and name our appid: data encrypted for another
-/// mini-program (or forged) is refused.
-pub fn check_watermark(appid: &str, watermark: Option<Watermark>) -> Result<Watermark, CryptError> {
-    let watermark = watermark.ok_or(CryptError::MissingWatermark)?;
-    if watermark.appid != appid {
+/// A watermark field as the JSON reader that parsed the payload saw it, before any
+/// judgement. The reader only reports what is there (serde_json in
+/// [`decrypt_user_data`], the engine's `JSON.parse` in the npm package) and
+/// [`judge_watermark`] decides, so every face refuses exactly the same payloads.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Received<'a> {
+    /// The key is absent (or the watermark itself is absent or not an object).
+    Absent,
+    /// A JSON string.
+    Text(&'a str),
+    /// A JSON number, as the IEEE double it denotes: the most any JSON reader is
+    /// guaranteed to give (`JSON.parse` gives nothing else), so `1.0` and `1e3` are the
+    /// integers 1 and 1000 for every reader alike.
+    Number(f64),
+    /// `null`, a boolean, an array or an object.
+    Other,
+}
+
+impl<'a> Received<'a> {
+    /// A field of a serde_json watermark value; anything but an object has no fields.
+    pub fn field_of(watermark: Option<&'a Value>, key: &str) -> Self {
+        match watermark
+            .and_then(|w| w.as_object())
+            .and_then(|w| w.get(key))
+        {
+            None => Received::Absent,
+            Some(Value::String(s)) => Received::Text(s),
+            // `None` only under serde_json's arbitrary_precision (not enabled), for a
+            // number no double holds: refused like any other non-integer.
+            Some(Value::Number(n)) => n.as_f64().map_or(Received::Other, Received::Number),
+            Some(_) => Received::Other,
+        }
+    }
+}
+
+/// The largest integer a double holds exactly, and with it every integer below: 2^53 − 1.
+/// Beyond it two readers may round the same digits to different integers (serde_json
+/// reads `9007199254740993` exactly, `JSON.parse` as 9007199254740992), so no verdict
+/// could be the same for both; no Unix timestamp comes near it.
+const MAX_EXACT_INTEGER: f64 = 9_007_199_254_740_991.0;
+
+/// The one rule for a payload's watermark, from its fields as received: `appid` a
+/// string, `timestamp` an integer (by value, within ±(2^53 − 1)), and `appid` ours.
+/// Anything else is refused: data encrypted for another mini-program, forged, or not
+/// WeChat's shape. A missing or malformed field is [`CryptError::MissingWatermark`], never
+/// a default, so a missing timestamp is not silently read as 0.
+pub fn judge_watermark(
+    appid: &str,
+    received_appid: Received<'_>,
+    received_timestamp: Received<'_>,
+) -> Result<Watermark, CryptError> {
+    let Received::Text(found) = received_appid else {
+        return Err(CryptError::MissingWatermark);
+    };
+    let timestamp = match received_timestamp {
+        Received::Number(t) if t.fract() == 0.0 && t.abs() <= MAX_EXACT_INTEGER => {
+            // Exact: an integral double of at most 53 bits converts without loss.
+            t as i64
+        }
+        _ => return Err(CryptError::MissingWatermark),
+    };
+    if found != appid {
         return Err(CryptError::WatermarkMismatch {
             expected: appid.to_owned(),
-            found: watermark.appid,
+            found: found.to_owned(),
         });
     }
-    Ok(watermark)
+    Ok(Watermark {
+        appid: found.to_owned(),
+        timestamp,
+    })
 }
 
 /// Decrypts `encryptedData` from `wx.getUserInfo` (or any payload WeChat encrypts with
@@ -178,10 +244,12 @@ pub fn decrypt_user_data(
     let Ok(Value::Object(mut data)) = serde_json::from_slice::<Value>(&plain) else {
         return Err(CryptError::NotJson);
     };
-    let watermark = data
-        .remove("watermark")
-        .and_then(|w| serde_json::from_value::<Watermark>(w).ok());
-    let watermark = check_watermark(appid, watermark)?;
+    let received = data.remove("watermark");
+    let watermark = judge_watermark(
+        appid,
+        Received::field_of(received.as_ref(), "appid"),
+        Received::field_of(received.as_ref(), "timestamp"),
+    )?;
     Ok(UserData { data, watermark })
 }
 
@@ -240,4 +308,123 @@ pub fn new_session_key() -> Result<String, crate::random::RandomError> {
     let mut k = [0u8; 16];
     crate::random::fill(&mut k)?;
     Ok(B64.encode(k))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const APPID: &str = "wxapp";
+    const KEY: &str = "tiihtNczf5v6AKRyjwEUhQ==";
+
+    /// `json` encrypted under KEY as WeChat does, so `decrypt_user_data` reads exactly
+    /// these bytes (pkg/test/trust.test.mjs sends the package the same texts).
+    fn decrypt(json: &str) -> Result<UserData, CryptError> {
+        let key: [u8; 16] = B64.decode(KEY).unwrap().try_into().unwrap();
+        let iv = [7u8; 16];
+        let cipher = cbc::Encryptor::<Aes128>::new(&key.into(), &iv.into())
+            .encrypt_padded_vec::<Pkcs7>(json.as_bytes());
+        decrypt_user_data(APPID, KEY, &B64.encode(cipher), &B64.encode(iv))
+    }
+
+    fn with_watermark(wm: &str) -> Result<UserData, CryptError> {
+        decrypt(&format!(r#"{{"nickName":"n","watermark":{wm}}}"#))
+    }
+
+    #[test]
+    fn a_missing_or_non_integer_timestamp_is_refused_not_read_as_zero() {
+        for wm in [
+            r#"{"appid":"wxapp"}"#,
+            r#"{"appid":"wxapp","timestamp":1.5}"#,
+            r#"{"appid":"wxapp","timestamp":"123"}"#,
+            r#"{"appid":"wxapp","timestamp":null}"#,
+            r#"{"appid":"wxapp","timestamp":true}"#,
+            r#"{"appid":"wxapp","timestamp":[1]}"#,
+            r#"{"appid":"wxapp","timestamp":{"s":1}}"#,
+            r#"{"appid":"wxapp","timestamp":1e20}"#,
+            r#"{"appid":"wxapp","timestamp":9007199254740992}"#,
+            r#"{"appid":"wxapp","timestamp":-9007199254740993}"#,
+            r#"{"timestamp":1477314187}"#,
+            r#"{"appid":7,"timestamp":1477314187}"#,
+            "null",
+            r#""wxapp""#,
+            "[]",
+        ] {
+            let got = with_watermark(wm);
+            assert_eq!(got, Err(CryptError::MissingWatermark), "{wm}");
+            assert_eq!(got.unwrap_err().code(), "MISSING_WATERMARK");
+        }
+        assert_eq!(
+            decrypt(r#"{"nickName":"n"}"#),
+            Err(CryptError::MissingWatermark)
+        );
+    }
+
+    #[test]
+    fn an_integer_timestamp_is_taken_by_its_value() {
+        for (ts, want) in [
+            ("1477314187", 1_477_314_187),
+            ("0", 0),
+            ("1.0", 1),
+            ("1e3", 1000),
+            ("9007199254740991", 9_007_199_254_740_991),
+            ("-9007199254740991", -9_007_199_254_740_991),
+        ] {
+            let user = with_watermark(&format!(r#"{{"appid":"wxapp","timestamp":{ts}}}"#))
+                .unwrap_or_else(|e| panic!("{ts}: {e}"));
+            assert_eq!(
+                user.watermark,
+                Watermark {
+                    appid: APPID.into(),
+                    timestamp: want
+                },
+                "{ts}"
+            );
+            assert!(!user.data.contains_key("watermark"));
+        }
+    }
+
+    #[test]
+    fn another_apps_watermark_is_a_mismatch_once_well_formed() {
+        assert_eq!(
+            with_watermark(r#"{"appid":"wxother","timestamp":1}"#),
+            Err(CryptError::WatermarkMismatch {
+                expected: APPID.into(),
+                found: "wxother".into()
+            })
+        );
+        // Malformed and foreign: the shape is judged first, as the npm package does.
+        assert_eq!(
+            with_watermark(r#"{"appid":"wxother","timestamp":1.5}"#),
+            Err(CryptError::MissingWatermark)
+        );
+    }
+
+    #[test]
+    fn judge_watermark_reads_only_what_it_is_given() {
+        use Received::*;
+        let ok = Watermark {
+            appid: APPID.into(),
+            timestamp: 7,
+        };
+        assert_eq!(judge_watermark(APPID, Text(APPID), Number(7.0)), Ok(ok));
+        for (a, t) in [
+            (Absent, Number(7.0)),
+            (Other, Number(7.0)),
+            (Number(1.0), Number(7.0)),
+            (Text(APPID), Absent),
+            (Text(APPID), Other),
+            (Text(APPID), Text("7")),
+            (Text(APPID), Number(7.5)),
+            (Text(APPID), Number(f64::NAN)),
+            (Text(APPID), Number(f64::INFINITY)),
+            (Text(APPID), Number(9_007_199_254_740_992.0)),
+        ] {
+            assert_eq!(
+                judge_watermark(APPID, a, t),
+                Err(CryptError::MissingWatermark),
+                "{a:?} {t:?}"
+            );
+        }
+    }
 }

@@ -280,7 +280,7 @@ fn every_code_is_published() {
 
 #[test]
 fn payload_and_watermark_steps_compose_to_decrypt() {
-    use wxedge_core::crypt::{check_watermark, decrypt_payload};
+    use wxedge_core::crypt::{Received, decrypt_payload, judge_watermark};
     let (good, iv) = encrypt(
         r#"{"nickName":"😀","watermark":{"appid":"wx4f4bc4dec97d474b","timestamp":7}}"#,
         [9; 16],
@@ -288,20 +288,25 @@ fn payload_and_watermark_steps_compose_to_decrypt() {
     let plain = decrypt_payload(KEY, &good, &iv).unwrap();
     let parsed: serde_json::Value = serde_json::from_slice(&plain).unwrap();
     assert_eq!(parsed["nickName"], "😀");
-    let wm: Watermark = serde_json::from_value(parsed["watermark"].clone()).unwrap();
-    assert_eq!(check_watermark(APPID, Some(wm.clone())), Ok(wm));
+    let wm = parsed.get("watermark");
+    let judged = judge_watermark(
+        APPID,
+        Received::field_of(wm, "appid"),
+        Received::field_of(wm, "timestamp"),
+    );
     assert_eq!(
-        check_watermark(APPID, None),
+        judged,
+        Ok(Watermark {
+            appid: APPID.into(),
+            timestamp: 7
+        })
+    );
+    assert_eq!(
+        judge_watermark(APPID, Received::Absent, Received::Absent),
         Err(CryptError::MissingWatermark)
     );
     assert!(matches!(
-        check_watermark(
-            APPID,
-            Some(Watermark {
-                appid: "wxOTHER".into(),
-                timestamp: 1
-            })
-        ),
+        judge_watermark(APPID, Received::Text("wxOTHER"), Received::Number(1.0)),
         Err(CryptError::WatermarkMismatch { .. })
     ));
     assert_eq!(

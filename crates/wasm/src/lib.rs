@@ -79,6 +79,19 @@ export function record(s, nested, value) {
   o[nested] = value;
   return o;
 }
+const hasOwn = Object.prototype.hasOwnProperty;
+export function watermarkOf(d) {
+  const w = hasOwn.call(d, 'watermark') ? d.watermark : undefined;
+  const fields = typeof w === 'object' && w !== null;
+  const kind = (k) => {
+    if (!fields || !hasOwn.call(w, k)) return 'a';
+    const t = typeof w[k];
+    return t === 'string' ? 's' : t === 'number' ? 'n' : 'o';
+  };
+  const a = kind('appid');
+  const t = kind('timestamp');
+  return a + t + (t === 'n' ? String(w.timestamp) : '') + '\u0000' + (a === 's' ? w.appid : '');
+}
 "#)]
 extern "C" {
     // `catch`: a getter that throws comes back as an Err, so our borrow of the buffer ends
@@ -89,6 +102,13 @@ extern "C" {
     /// A result object in one crossing: `"k\0v\0…"` where a value `\u{1}` is null and
     /// `\u{2}123` the number 123, plus one nested value.
     fn record(flat: &str, nested: &str, value: JsValue) -> JsValue;
+    /// The own `watermark.appid` and `watermark.timestamp` of a JSON.parse result, in one
+    /// crossing: a kind letter for each (`a` absent, `s` string, `n` number, `o` anything
+    /// else), the timestamp as `String()` writes it (which reads back as the same double),
+    /// NUL, the appid. Own properties only: one inherited from a polluted
+    /// `Object.prototype` is not in the payload.
+    #[wasm_bindgen(js_name = watermarkOf)]
+    fn watermark_of(data: &JsValue) -> String;
 }
 
 /// Runs `f` on the flattened form of a JS params object: `"n\0k\0v\0…k\0v\0"`, the count
@@ -178,7 +198,8 @@ fn params_of(value: &JsValue, what: &str) -> Result<Params, JsValue> {
     })
 }
 
-/// The sign type given, else the one the pairs name (absent = MD5).
+/// The sign type given, else the one the pairs name (absent = MD5). For signing only:
+/// whoever signs chooses the algorithm anyway.
 fn sign_type_for(given: Option<String>, pairs: &[(&str, &str)]) -> Result<SignType, JsValue> {
     match sign_type_of(given)? {
         Some(t) => Ok(t),
@@ -189,6 +210,19 @@ fn sign_type_for(given: Option<String>, pairs: &[(&str, &str)]) -> Result<SignTy
                 .map(|(_, v)| *v);
             SignType::named(named).map_err(core_error)
         }
+    }
+}
+
+/// The algorithm a verification uses: the caller's, and nothing else. Falling back to the
+/// message's own `sign_type` would let the sender choose the algorithm it is checked
+/// with (a downgrade to MD5 for an HMAC-SHA256 merchant), and WeChat may leave
+/// `sign_type` out of a notify anyway; so a missing one is a usage error, not a default.
+fn verifying_sign_type(given: Option<String>, function: &str) -> Result<SignType, JsValue> {
+    match given.as_deref() {
+        None | Some("") => Err(invalid(format!(
+            "{function} needs the sign type to verify with: pass your merchant's sign type: 'MD5' or 'HMAC-SHA256' (the message's own sign_type is never trusted)"
+        ))),
+        Some(t) => t.parse().map_err(core_error),
     }
 }
 
@@ -259,13 +293,13 @@ pub fn sign_js(params: JsValue, key: &str, sign_type: Option<String>) -> Result<
     })
 }
 
-/// Whether `params.sign` is right. For a notify pass your merchant's `signType`: WeChat
-/// may leave `sign_type` out even for HMAC-SHA256.
+/// Whether `params.sign` is right under the caller's `signType` (required: see
+/// [`verifying_sign_type`]); `params.sign_type` is only a signed field like any other.
 #[wasm_bindgen(js_name = verifySign)]
 pub fn verify_sign(params: JsValue, key: &str, sign_type: Option<String>) -> Result<bool, JsValue> {
+    let t = verifying_sign_type(sign_type, "verifySign")?;
     with_flat(&params, "params", |flat| {
         let pairs = sorted_pairs(flat, "params")?;
-        let t = sign_type_for(sign_type, &pairs)?;
         match sign::verify_sorted_pairs(&pairs, key, t) {
             Ok(()) => Ok(true),
             Err(sign::SignError::Mismatch) => Ok(false),
@@ -286,7 +320,7 @@ pub fn parse_xml(body: JsValue) -> Result<JsValue, JsValue> {
 }
 
 /// The decrypted payload, `watermark` included (as WeChat's own demo returns it), after
-/// the watermark's appid was checked against `appId`.
+/// the core judged the watermark (appid a string and ours, timestamp an integer).
 #[wasm_bindgen(js_name = decryptUserData)]
 pub fn decrypt_user_data(
     app_id: &str,
@@ -302,17 +336,35 @@ pub fn decrypt_user_data(
     if !data.is_object() || Array::is_array(&data) {
         return Err(not_json());
     }
-    let watermark = Reflect::get(&data, &"watermark".into()).unwrap_or(JsValue::UNDEFINED);
-    let field = |k: &str| Reflect::get(&watermark, &k.into()).ok();
-    let found = watermark.is_object().then(|| crypt::Watermark {
-        appid: field("appid")
-            .and_then(|v| v.as_string())
-            .unwrap_or_default(),
-        timestamp: field("timestamp").and_then(|v| v.as_f64()).unwrap_or(0.0) as i64,
-    });
-    let has_appid = field("appid").is_some_and(|v| v.is_string());
-    crypt::check_watermark(app_id, found.filter(|_| has_appid)).map_err(core_error)?;
+    // The watermark's raw fields go to the core's one rule, which judges them exactly as
+    // it judges serde_json's reading in the worker.
+    let fields = watermark_of(&data);
+    let (appid, timestamp) = received_watermark(&fields);
+    crypt::judge_watermark(app_id, appid, timestamp).map_err(core_error)?;
     Ok(data)
+}
+
+/// The two fields [`watermark_of`] wrote, as [`crypt::Received`].
+fn received_watermark(fields: &str) -> (crypt::Received<'_>, crypt::Received<'_>) {
+    use crypt::Received;
+    let (head, appid) = fields.split_once('\0').unwrap_or((fields, ""));
+    let kind = |i: usize| head.as_bytes().get(i).copied();
+    let received_appid = match kind(0) {
+        Some(b's') => Received::Text(appid),
+        Some(b'o') => Received::Other,
+        _ => Received::Absent,
+    };
+    let received_timestamp = match kind(1) {
+        // String() of a double reads back as that double; a failure cannot happen, and
+        // would only get the timestamp refused.
+        Some(b'n') => head
+            .get(2..)
+            .and_then(|t| t.parse::<f64>().ok())
+            .map_or(Received::Other, Received::Number),
+        Some(b's' | b'o') => Received::Other,
+        _ => Received::Absent,
+    };
+    (received_appid, received_timestamp)
 }
 
 #[wasm_bindgen(js_name = verifyRawData)]
@@ -481,12 +533,17 @@ fn mistake_detail(m: &Mistake) -> JsValue {
     }
 }
 
-/// Parses and verifies a payment notify with the merchant's key and sign type.
+/// Parses and verifies a payment notify with the merchant's key and sign type (required,
+/// never read from the notify: see [`verifying_sign_type`]).
 /// Returns `{appid, mch_id, out_trade_no, transaction_id, total_fee, openid, time_end,
 /// result_code, err_code?, err_code_des?, params}`; throws on a forged or malformed one.
 #[wasm_bindgen(js_name = parseNotify)]
-pub fn parse_notify(body: JsValue, key: &str, sign_type: String) -> Result<JsValue, JsValue> {
-    let t: SignType = sign_type.parse().map_err(core_error)?;
+pub fn parse_notify(
+    body: JsValue,
+    key: &str,
+    sign_type: Option<String>,
+) -> Result<JsValue, JsValue> {
+    let t = verifying_sign_type(sign_type, "parseNotify")?;
     let n = notify::parse_notify(&body_of(&body, "xml")?, key, t).map_err(core_error)?;
     let (result_code, err_code, err_code_des) = match &n.outcome {
         Outcome::Paid => ("SUCCESS", None, None),
