@@ -23,6 +23,7 @@
 //! | [`answer`] | WeChat's side: judging a merchant's request, writing WeChat's answers |
 //! | [`reconcile`] | open orders past their grace period: credit, close or wait, from orderquery |
 //! | [`auth`] | the admin token check, merchant API keys and their stored hash |
+//! | [`session`] | login sessions: storage keys (a hash of the token), the record, validity and sliding refresh |
 //! | [`random`] | nonce_str, out_trade_no, session tokens from getrandom |
 
 pub mod answer;
@@ -37,6 +38,7 @@ pub mod notify;
 pub mod pay;
 pub mod random;
 pub mod reconcile;
+pub mod session;
 pub mod sign;
 pub mod xml;
 
