@@ -10,6 +10,7 @@ use worker::Env;
 use wxedge_core::SignType;
 use wxedge_core::pay::Merchant;
 use wxedge_core::reconcile::Policy;
+use wxedge_core::session;
 
 use crate::api::ApiError;
 
@@ -27,6 +28,9 @@ pub struct Config {
     /// to a full TTL whenever less than half of it is left (one KV write per TTL/2 at most,
     /// within KV's one-write-per-second-per-key limit).
     pub session_sliding: bool,
+    /// Sliding mode: the longest a session lives from login, however busy
+    /// (`SESSION_MAX_SECS`, default 30 days, at least `SESSION_TTL_SECS`).
+    pub session_max_secs: u64,
     pub max_pay_fen: u64,
     pub wechat_timeout_ms: u64,
     /// Empty when unset: the admin routes then refuse everyone.
@@ -74,7 +78,9 @@ impl Config {
         if let Some(c) = CACHED.with(|c| c.borrow().clone()) {
             return Ok(c);
         }
-        let config = Rc::new(Config::read(env)?);
+        let config = Config::read(env)?;
+        config.check()?;
+        let config = Rc::new(config);
         CACHED.with(|c| *c.borrow_mut() = Some(Rc::clone(&config)));
         Ok(config)
     }
@@ -110,6 +116,7 @@ impl Config {
                     )));
                 }
             },
+            session_max_secs: number(env, "SESSION_MAX_SECS", 30 * 86400, 60)?,
             max_pay_fen: number(env, "MAX_PAY_FEN", 10_000_000, 1)?,
             wechat_timeout_ms: number(env, "WECHAT_TIMEOUT_MS", 5000, 100)?,
             admin_token: var(env, "ADMIN_TOKEN").unwrap_or_default(),
@@ -119,6 +126,25 @@ impl Config {
             },
             reconcile_batch: number(env, "RECONCILE_BATCH", 20, 1)?,
         })
+    }
+
+    /// Refuses settings that read fine but must not serve: a session cap below the TTL.
+    fn check(&self) -> Result<(), ApiError> {
+        if self.session_max_secs < self.session_ttl_secs {
+            return Err(ApiError::internal(
+                "server misconfigured: SESSION_MAX_SECS is below SESSION_TTL_SECS; make it at least as long",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The session rules (`wxedge_core::session`) this deployment runs.
+    pub fn session_policy(&self) -> session::Policy {
+        session::Policy {
+            ttl_secs: self.session_ttl_secs,
+            sliding: self.session_sliding,
+            max_secs: self.session_max_secs,
+        }
     }
 
     pub fn merchant(&self) -> Merchant {
