@@ -42,6 +42,12 @@ pub async fn handle(mut req: Request, env: &Env) -> ApiResult<Response> {
                 json!({ "errcode": errcode, "errmsg": errmsg }),
             )
         }
+        // Malformed's text quotes the answer (serde's error names the value it choked
+        // on, which may be the session_key): neither shown nor logged.
+        LoginError::Malformed(_) => ApiError::unreachable(
+            502,
+            "WeChat's jscode2session answer is unusable: not the JSON WeChat documents",
+        ),
         other => ApiError::unreachable(
             502,
             format!("WeChat's jscode2session answer is unusable: {other}"),
