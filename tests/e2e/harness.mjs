@@ -31,7 +31,18 @@ export function freePort() {
   });
 }
 
-async function waitFor(url, what, proc, logFile, ms = 60000) {
+/** Any answer under 500 is up; with `refusesConfig`, so is the worker's code 9 refusal. */
+async function isUp(r, refusesConfig) {
+  if (r.status < 500) return true;
+  if (!refusesConfig || r.status !== 500) return false;
+  try {
+    return (await r.json()).code === 9;
+  } catch {
+    return false;
+  }
+}
+
+async function waitFor(url, what, proc, logFile, ms = 60000, refusesConfig = false) {
   const deadline = Date.now() + ms;
   while (Date.now() < deadline) {
     if (proc.exitCode !== null) {
@@ -39,7 +50,7 @@ async function waitFor(url, what, proc, logFile, ms = 60000) {
     }
     try {
       const r = await fetch(url);
-      if (r.status < 500) return;
+      if (await isUp(r, refusesConfig)) return;
     } catch {
       // not up yet
     }
@@ -68,6 +79,12 @@ function childEnv() {
 }
 
 export class Stack {
+  /**
+   * opts: signType, timeScale, sessionTtl, wechatTimeoutMs, vars and secrets (override the
+   * generated ones), limits, simArgs, wranglerArgs, main, logLevel, inspectorPort;
+   * beforeWorker(stack): runs once the local state exists, before wrangler dev starts;
+   * refusesConfig: the worker is expected to answer code 9 (strict mode) when up.
+   */
   constructor(opts = {}) {
     this.opts = { signType: 'MD5', timeScale: 0.001, sessionTtl: 7200, ...opts };
     this.dir = mkdtempSync(join(tmpdir(), 'wxedge-e2e-'));
@@ -88,6 +105,7 @@ export class Stack {
       WECHAT_APP_SECRET: hex(16),
       WECHAT_PAY_KEY: hex(16),
       ADMIN_TOKEN: hex(16),
+      ...(this.opts.secrets ?? {}),
     };
     this.vars = {
       WECHAT_APPID: `wx${hex(8)}`,
@@ -98,6 +116,8 @@ export class Stack {
       PUBLIC_BASE_URL: this.api,
       SESSION_TTL_SECS: String(this.opts.sessionTtl),
       WECHAT_TIMEOUT_MS: String(this.opts.wechatTimeoutMs ?? 3000),
+      // http bases (wxsim) and a loopback PUBLIC_BASE_URL: allowed only when asked.
+      CONFIG_MODE: 'local',
       ...(this.opts.vars ?? {}),
     };
     const all = { ...this.vars, ...this.secrets };
@@ -120,9 +140,10 @@ export class Stack {
       env: childEnv(),
       stdio: ['ignore', 'ignore', 'pipe'],
     });
+    await this.opts.beforeWorker?.(this);
     this.startWorker();
     await waitFor(`${this.sim}/healthz`, 'wxsim', this.simProc, this.simLog);
-    await waitFor(`${this.api}/healthz`, 'wrangler dev', this.workerProc, this.workerLog, 180000);
+    await waitFor(`${this.api}/healthz`, 'wrangler dev', this.workerProc, this.workerLog, 180000, this.opts.refusesConfig);
     return this;
   }
 
@@ -169,7 +190,29 @@ export class Stack {
   /** Starts wrangler dev again on the same port and the same local KV/D1. */
   async restartWorker() {
     this.startWorker();
-    await waitFor(`${this.api}/healthz`, 'wrangler dev', this.workerProc, this.workerLog, 180000);
+    await waitFor(`${this.api}/healthz`, 'wrangler dev', this.workerProc, this.workerLog, 180000, this.opts.refusesConfig);
+  }
+
+  /** wrangler against this stack's local state (KV, D1), as a child process. */
+  wrangler(...args) {
+    return execFileSync(WRANGLER, [...args, '--local', '--persist-to', this.persist, '--config', this.config], {
+      cwd: ROOT,
+      env: childEnv(),
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+  }
+
+  /** Writes entries [{ key, value, expiration_ttl? }] straight into the local SESSIONS KV. */
+  kvPut(entries) {
+    const file = join(this.dir, `kv-${Date.now()}-${hex(4)}.json`);
+    writeFileSync(file, JSON.stringify(entries));
+    this.wrangler('kv', 'bulk', 'put', file, '--binding', 'SESSIONS');
+  }
+
+  /** Every key name in the local SESSIONS KV. */
+  kvKeys() {
+    return JSON.parse(this.wrangler('kv', 'key', 'list', '--binding', 'SESSIONS')).map((k) => k.name);
   }
 
   async stop() {

@@ -2,6 +2,7 @@
 //! status, the body bound, JSON-or-form bodies, and the token in the body or a Bearer header
 //! (the seed tutorial's mini-program client sends `token` in a JSON body).
 
+use futures_util::StreamExt;
 use serde_json::{Map, Value, json};
 use worker::{Headers, Request, Response};
 
@@ -149,17 +150,46 @@ pub fn xml(status: u16, body: String) -> worker::Result<Response> {
 }
 
 /// A request body read within the bound: its bytes, not yet interpreted.
+///
+/// With a `Content-Length` the bound is judged before reading, and a body within it is
+/// read with one `arrayBuffer()` (one crossing into the wasm; the hot paths all send a
+/// length). Without one (chunked), the body is read chunk by chunk and refused as soon
+/// as it passes the bound: the rest is never buffered, and a sender that never finishes
+/// gets its 413 anyway. Dropping the stream cancels it.
 pub async fn read_body(req: &mut Request) -> ApiResult<Vec<u8>> {
-    if let Some(len) = req.headers().get("Content-Length")?
-        && len.trim().parse::<usize>().is_ok_and(|n| n > MAX_BODY)
-    {
-        return Err(ApiError::too_large());
+    let declared = req
+        .headers()
+        .get("Content-Length")?
+        .and_then(|len| len.trim().parse::<u64>().ok());
+    match declared {
+        Some(n) if n > MAX_BODY as u64 => Err(ApiError::too_large()),
+        Some(_) => {
+            let bytes = req.bytes().await?;
+            // A length header that undersold the body is not believed either.
+            if bytes.len() > MAX_BODY {
+                return Err(ApiError::too_large());
+            }
+            Ok(bytes)
+        }
+        None if req.inner().body().is_none() => Ok(Vec::new()),
+        None => {
+            let mut stream = req.stream()?;
+            let mut body = Vec::new();
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk?;
+                if !within_bound(body.len(), chunk.len()) {
+                    return Err(ApiError::too_large());
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(body)
+        }
     }
-    let bytes = req.bytes().await?;
-    if bytes.len() > MAX_BODY {
-        return Err(ApiError::too_large());
-    }
-    Ok(bytes)
+}
+
+/// Whether `more` bytes may join the `have` already read.
+fn within_bound(have: usize, more: usize) -> bool {
+    have.checked_add(more).is_some_and(|n| n <= MAX_BODY)
 }
 
 /// The parameters of a request: a JSON object or a form, plus the Bearer token if any.
@@ -257,6 +287,15 @@ fn parse_fields(content_type: &str, body: &[u8]) -> ApiResult<Map<String, Value>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_bound_is_64_kib_inclusive() {
+        assert!(within_bound(0, MAX_BODY));
+        assert!(within_bound(MAX_BODY - 1, 1));
+        assert!(!within_bound(MAX_BODY, 1));
+        assert!(!within_bound(1, MAX_BODY));
+        assert!(!within_bound(usize::MAX, 1), "no overflow");
+    }
 
     #[test]
     fn json_and_form_bodies() {

@@ -6,14 +6,19 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
+use serde_json::json;
 use worker::Env;
 use wxedge_core::SignType;
 use wxedge_core::flow::reconcile::Policy;
 use wxedge_core::pay::Merchant;
+use wxedge_core::session;
 
 use crate::api::ApiError;
 
 pub struct Config {
+    /// `CONFIG_MODE`: strict (the default) refuses to serve with placeholder or unsafe
+    /// settings; `local` (scripts/dev, the e2e stacks) allows them.
+    pub config_mode: ConfigMode,
     pub appid: String,
     pub mch_id: String,
     pub app_secret: String,
@@ -27,6 +32,9 @@ pub struct Config {
     /// to a full TTL whenever less than half of it is left (one KV write per TTL/2 at most,
     /// within KV's one-write-per-second-per-key limit).
     pub session_sliding: bool,
+    /// Sliding mode: the longest a session lives from login, however busy
+    /// (`SESSION_MAX_SECS`, default 30 days, at least `SESSION_TTL_SECS`).
+    pub session_max_secs: u64,
     pub max_pay_fen: u64,
     pub wechat_timeout_ms: u64,
     /// Empty when unset: the admin routes then refuse everyone.
@@ -77,7 +85,9 @@ impl Config {
         if let Some(c) = CACHED.with(|c| c.borrow().clone()) {
             return Ok(c);
         }
-        let config = Rc::new(Config::read(env)?);
+        let config = Config::read(env)?;
+        config.check()?;
+        let config = Rc::new(config);
         CACHED.with(|c| *c.borrow_mut() = Some(Rc::clone(&config)));
         Ok(config)
     }
@@ -91,7 +101,17 @@ impl Config {
                 ))
             })?,
         };
+        let config_mode = match var(env, "CONFIG_MODE").as_deref() {
+            None | Some("strict") => ConfigMode::Strict,
+            Some("local") => ConfigMode::Local,
+            Some(other) => {
+                return Err(ApiError::internal(format!(
+                    "server misconfigured: CONFIG_MODE is {other:?}, use strict (production) or local (scripts/dev, tests)"
+                )));
+            }
+        };
         Ok(Config {
+            config_mode,
             appid: required(env, "WECHAT_APPID")?,
             mch_id: required(env, "WECHAT_MCH_ID")?,
             app_secret: required(env, "WECHAT_APP_SECRET")?,
@@ -113,6 +133,7 @@ impl Config {
                     )));
                 }
             },
+            session_max_secs: number(env, "SESSION_MAX_SECS", 30 * 86400, 60)?,
             max_pay_fen: number(env, "MAX_PAY_FEN", 10_000_000, 1)?,
             wechat_timeout_ms: number(env, "WECHAT_TIMEOUT_MS", 5000, 100)?,
             admin_token: var(env, "ADMIN_TOKEN").unwrap_or_default(),
@@ -136,6 +157,40 @@ impl Config {
         })
     }
 
+    /// Refuses settings that read fine but must not serve: a session cap below the TTL,
+    /// and in strict mode everything [`strict_problems`] finds.
+    fn check(&self) -> Result<(), ApiError> {
+        if self.session_max_secs < self.session_ttl_secs {
+            return Err(ApiError::internal(
+                "server misconfigured: SESSION_MAX_SECS is below SESSION_TTL_SECS; make it at least as long",
+            ));
+        }
+        if self.config_mode == ConfigMode::Strict {
+            let problems = strict_problems(&Settings {
+                appid: &self.appid,
+                mch_id: &self.mch_id,
+                pay_key: &self.pay_key,
+                admin_token: &self.admin_token,
+                api_base: &self.api_base,
+                pay_base: &self.pay_base,
+                public_base_url: &self.public_base_url,
+            });
+            if !problems.is_empty() {
+                return Err(refused(&problems));
+            }
+        }
+        Ok(())
+    }
+
+    /// The session rules (`wxedge_core::session`) this deployment runs.
+    pub fn session_policy(&self) -> session::Policy {
+        session::Policy {
+            ttl_secs: self.session_ttl_secs,
+            sliding: self.session_sliding,
+            max_secs: self.session_max_secs,
+        }
+    }
+
     pub fn merchant(&self) -> Merchant {
         Merchant {
             appid: self.appid.clone(),
@@ -152,5 +207,242 @@ impl Config {
 
     pub fn pay_url(&self, call: &str) -> String {
         format!("{}/pay/{call}", self.pay_base.trim_end_matches('/'))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigMode {
+    Strict,
+    Local,
+}
+
+/// The settings strict mode judges, as read.
+pub struct Settings<'a> {
+    pub appid: &'a str,
+    pub mch_id: &'a str,
+    pub pay_key: &'a str,
+    pub admin_token: &'a str,
+    pub api_base: &'a str,
+    pub pay_base: &'a str,
+    pub public_base_url: &'a str,
+}
+
+/// One setting strict mode refuses, and what to do about it. Never carries a secret's
+/// value (only its length).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub setting: &'static str,
+    pub fix: String,
+}
+
+/// What keeps `settings` from being a real deployment: wrangler.toml's placeholders, a
+/// pay key WeChat cannot have issued, a guessable admin token, or plain-HTTP origins
+/// (WeChat POSTs notifies only to an https notify_url, and the AppSecret and pay key must
+/// not cross the network in clear). Empty when all is well. `CONFIG_MODE=local` skips
+/// exactly these checks, for stacks that talk to wxsim over http.
+pub fn strict_problems(s: &Settings) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let mut problem = |setting: &'static str, fix: String| problems.push(Problem { setting, fix });
+    if s.appid.starts_with("wx0000") {
+        problem(
+            "WECHAT_APPID",
+            "is wrangler.toml's placeholder: set your mini-program's AppID in [vars]".into(),
+        );
+    }
+    if s.mch_id == "1900000000" {
+        problem(
+            "WECHAT_MCH_ID",
+            "is wrangler.toml's placeholder 1900000000: set your merchant's mch_id in [vars]"
+                .into(),
+        );
+    }
+    let key_len = s.pay_key.chars().count();
+    if key_len != 32 {
+        problem(
+            "WECHAT_PAY_KEY",
+            format!(
+                "is {key_len} characters; a WeChat Pay v2 API key is 32: `wrangler secret put WECHAT_PAY_KEY` with the key from the merchant platform"
+            ),
+        );
+    }
+    let admin_len = s.admin_token.chars().count();
+    if admin_len > 0 && admin_len < 32 {
+        problem(
+            "ADMIN_TOKEN",
+            format!(
+                "is {admin_len} characters; use at least 32 random ones (`openssl rand -hex 32 | wrangler secret put ADMIN_TOKEN`), or leave it unset to switch the admin routes off"
+            ),
+        );
+    }
+    for (setting, value, what) in [
+        ("WECHAT_API_BASE", s.api_base, "https://api.weixin.qq.com"),
+        (
+            "WECHAT_PAY_BASE",
+            s.pay_base,
+            "https://api.mch.weixin.qq.com",
+        ),
+    ] {
+        if !is_https(value) {
+            problem(
+                setting,
+                format!("is not an https URL: leave it at {what} (or remove it)"),
+            );
+        }
+    }
+    let host = worker::Url::parse(s.public_base_url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_ascii_lowercase));
+    if host
+        .as_deref()
+        .is_some_and(|h| h == "example.com" || h.ends_with(".example.com"))
+    {
+        problem(
+            "PUBLIC_BASE_URL",
+            "is wrangler.toml's example.com placeholder: set the https origin WeChat will POST notifies to (your workers.dev URL or custom domain)".into(),
+        );
+    } else if !is_https(s.public_base_url) {
+        problem(
+            "PUBLIC_BASE_URL",
+            "is not an https URL: WeChat sends notifies only to an https notify_url; set your worker's https origin".into(),
+        );
+    }
+    problems
+}
+
+fn is_https(url: &str) -> bool {
+    worker::Url::parse(url).is_ok_and(|u| u.scheme() == "https" && u.host_str().is_some())
+}
+
+/// Code 9 naming every problem, in the message and as `data.problems`.
+fn refused(problems: &[Problem]) -> ApiError {
+    let list: Vec<String> = problems
+        .iter()
+        .map(|p| format!("{} {}", p.setting, p.fix))
+        .collect();
+    ApiError::internal(format!(
+        "server misconfigured (CONFIG_MODE is strict): {}",
+        list.join("; ")
+    ))
+    .with_data(json!({
+        "problems": problems
+            .iter()
+            .map(|p| json!({ "setting": p.setting, "problem": p.fix }))
+            .collect::<Vec<_>>(),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A deployment that passes: what `wrangler secret put` and real [vars] give.
+    fn good() -> Settings<'static> {
+        Settings {
+            appid: "wxd930ea5d5a258f4f",
+            mch_id: "10000100",
+            pay_key: "192006250b4c09247ec02edce69f6a2d",
+            admin_token: "5f0c7c3b2b1a4e0d9c8b7a6f5e4d3c2b1a0f9e8d",
+            api_base: "https://api.weixin.qq.com",
+            pay_base: "https://api.mch.weixin.qq.com",
+            public_base_url: "https://pay.shop.cn",
+        }
+    }
+
+    fn settings_named(s: &Settings) -> Vec<&'static str> {
+        strict_problems(s).iter().map(|p| p.setting).collect()
+    }
+
+    #[test]
+    fn a_real_deployment_passes_and_an_unset_admin_token_is_allowed() {
+        assert_eq!(strict_problems(&good()), vec![]);
+        let no_admin = Settings {
+            admin_token: "",
+            ..good()
+        };
+        assert_eq!(strict_problems(&no_admin), vec![]);
+    }
+
+    #[test]
+    fn wrangler_toml_placeholders_are_each_named() {
+        // Exactly the [vars] of wrangler.toml.
+        let toml = Settings {
+            appid: "wx0000000000000000",
+            mch_id: "1900000000",
+            public_base_url: "https://wxedge.example.com",
+            ..good()
+        };
+        assert_eq!(
+            settings_named(&toml),
+            ["WECHAT_APPID", "WECHAT_MCH_ID", "PUBLIC_BASE_URL"]
+        );
+        let bare = Settings {
+            public_base_url: "https://example.com/",
+            ..good()
+        };
+        assert_eq!(settings_named(&bare), ["PUBLIC_BASE_URL"]);
+        let lookalike = Settings {
+            public_base_url: "https://notexample.com",
+            ..good()
+        };
+        assert_eq!(strict_problems(&lookalike), vec![]);
+    }
+
+    #[test]
+    fn keys_of_the_wrong_length_are_named_without_their_value() {
+        let short = Settings {
+            pay_key: "s3cr3t",
+            admin_token: "hunter2",
+            ..good()
+        };
+        let problems = strict_problems(&short);
+        assert_eq!(
+            problems.iter().map(|p| p.setting).collect::<Vec<_>>(),
+            ["WECHAT_PAY_KEY", "ADMIN_TOKEN"]
+        );
+        for p in &problems {
+            assert!(
+                !p.fix.contains("s3cr3t") && !p.fix.contains("hunter2"),
+                "{p:?}"
+            );
+        }
+        assert!(problems[0].fix.contains("is 6 characters"));
+        let long = Settings {
+            pay_key: "192006250b4c09247ec02edce69f6a2d0",
+            ..good()
+        };
+        assert_eq!(settings_named(&long), ["WECHAT_PAY_KEY"]);
+    }
+
+    #[test]
+    fn every_origin_must_be_https() {
+        let http = Settings {
+            api_base: "http://127.0.0.1:9100",
+            pay_base: "http://127.0.0.1:9100",
+            public_base_url: "http://127.0.0.1:8787",
+            ..good()
+        };
+        assert_eq!(
+            settings_named(&http),
+            ["WECHAT_API_BASE", "WECHAT_PAY_BASE", "PUBLIC_BASE_URL"]
+        );
+        let garbage = Settings {
+            api_base: "api.weixin.qq.com",
+            ..good()
+        };
+        assert_eq!(settings_named(&garbage), ["WECHAT_API_BASE"]);
+    }
+
+    #[test]
+    fn the_refusal_names_each_setting_in_the_message_and_the_data() {
+        let e = refused(&strict_problems(&Settings {
+            mch_id: "1900000000",
+            api_base: "http://x",
+            ..good()
+        }));
+        assert_eq!((e.code, e.status), (9, 500));
+        assert!(e.msg.contains("WECHAT_MCH_ID") && e.msg.contains("WECHAT_API_BASE"));
+        let data = e.data.unwrap();
+        assert_eq!(data["problems"][0]["setting"], "WECHAT_MCH_ID");
+        assert_eq!(data["problems"][1]["setting"], "WECHAT_API_BASE");
     }
 }

@@ -29,7 +29,7 @@ pub async fn handle(req: &Request, env: &Env) -> ApiResult<Response> {
         let url = format!("{}/sns/jscode2session", cfg.api_base.trim_end_matches('/'));
         Some(!matches!(
             crate::wechat::get(&url, cfg.wechat_timeout_ms).await,
-            Err(crate::wechat::Upstream::Timeout | crate::wechat::Upstream::Unreachable(_))
+            Err(crate::wechat::Upstream::Timeout | crate::wechat::Upstream::Unreachable)
         ))
     } else {
         None

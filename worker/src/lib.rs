@@ -59,6 +59,15 @@ fn route_of(path: &str) -> &str {
 }
 
 async fn dispatch(req: Request, env: &Env, route: &str) -> ApiResult<Response> {
+    // A misconfigured worker serves nothing, on every route (the notify in WeChat's XML),
+    // so a deploy with placeholders fails loudly at its first request, not at a payment.
+    if let Err(e) = config::Config::from_env(env) {
+        return if route == "/notify" {
+            notify::internal_failure(&e)
+        } else {
+            Err(e)
+        };
+    }
     let allow = |m: Method, what: &str| {
         if req.method() == m {
             Ok(())

@@ -8,7 +8,7 @@ use wxedge_core::random;
 use crate::api::{ApiError, ApiResult, Input, ok};
 use crate::config::Config;
 use crate::limits::{self, Limit};
-use crate::session::{self, Session};
+use crate::session;
 use crate::{db, now_ms, wechat};
 
 pub async fn handle(mut req: Request, env: &Env) -> ApiResult<Response> {
@@ -42,6 +42,12 @@ pub async fn handle(mut req: Request, env: &Env) -> ApiResult<Response> {
                 json!({ "errcode": errcode, "errmsg": errmsg }),
             )
         }
+        // Malformed's text quotes the answer (serde's error names the value it choked
+        // on, which may be the session_key): neither shown nor logged.
+        LoginError::Malformed(_) => ApiError::unreachable(
+            502,
+            "WeChat's jscode2session answer is unusable: not the JSON WeChat documents",
+        ),
         other => ApiError::unreachable(
             502,
             format!("WeChat's jscode2session answer is unusable: {other}"),
@@ -49,17 +55,16 @@ pub async fn handle(mut req: Request, env: &Env) -> ApiResult<Response> {
     })?;
     limits::check(env, Limit::LoginPerOpenid, &answer.openid).await?;
     let token = random::token().map_err(|e| ApiError::internal(e.to_string()))?;
-    let now = now_ms();
-    let mut session = Session {
-        openid: answer.openid.clone(),
-        session_key: answer.session_key,
-        unionid: answer.unionid.clone(),
-        login_ms: now,
-        expires_ms: 0,
-    };
     // The user row first: a token must never point at a user D1 does not know.
-    db::upsert_user(env, &answer.openid, answer.unionid.as_deref(), now).await?;
-    session::put(env, &token, &mut session, cfg.session_ttl_secs).await?;
+    db::upsert_user(env, &answer.openid, answer.unionid.as_deref(), now_ms()).await?;
+    session::create(
+        env,
+        &token,
+        answer.openid,
+        answer.session_key,
+        answer.unionid,
+    )
+    .await?;
     ok(json!({
         "token": token,
         "expires_in": cfg.session_ttl_secs,

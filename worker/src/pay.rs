@@ -76,7 +76,10 @@ pub async fn handle(mut req: Request, env: &Env) -> ApiResult<Response> {
         .map_err(refused)?
     {
         Next::Reuse { prepay_id } => return pay_params(&cfg, &order.out_trade_no, &prepay_id),
-        Next::UnifiedOrder => unified_order(&cfg, &session, &order).await,
+        Next::UnifiedOrder => {
+            let nonce = random::nonce_str().map_err(internal)?;
+            unified_order(&cfg, &session, &order, &nonce).await
+        }
     };
     let (answer, upstream) = match answer {
         Ok(a) => (Some(a), None),
@@ -111,6 +114,7 @@ async fn unified_order(
     cfg: &Config,
     session: &Session,
     order: &OrderRow,
+    nonce: &str,
 ) -> Result<Result<Prepay, PayError>, Upstream> {
     let merchant = cfg.merchant();
     let request = UnifiedOrder {
@@ -124,11 +128,7 @@ async fn unified_order(
         attach: None,
         time_expire: None,
     };
-    let nonce = match random::nonce_str() {
-        Ok(n) => n,
-        Err(e) => return Err(Upstream::Unreachable(e.to_string())),
-    };
-    let xml = match merchant.unified_order_request(&request, &nonce) {
+    let xml = match merchant.unified_order_request(&request, nonce) {
         Ok(xml) => xml,
         // Never sent: the decision treats it as WeChat's refusal of our request.
         Err(e) => return Ok(Err(e)),

@@ -8,25 +8,28 @@ use worker::{AbortSignal, Fetch, Headers, Method, Request, RequestInit, web_sys}
 
 use crate::api::ApiError;
 
-/// Why WeChat gave no usable answer.
-#[derive(Debug)]
+/// Why WeChat gave no usable answer. Carries no text from the runtime: a fetch error's
+/// message can hold the URL, and jscode2session's URL holds the AppSecret. The detail is
+/// logged where it happens ([`log_failure`]), with every query cut off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Upstream {
     Timeout,
-    Unreachable(String),
+    Unreachable,
     /// An HTTP status other than 200 (WeChat's own errors come as 200 with a body).
     Status(u16),
 }
 
 impl Upstream {
+    /// Code 9 with a fixed message per kind; `what` is our name for the call.
     pub fn into_api(self, what: &str) -> ApiError {
         match self {
             Upstream::Timeout => ApiError::unreachable(
                 504,
                 format!("WeChat did not answer {what} in time; nothing was lost, try again"),
             ),
-            Upstream::Unreachable(e) => ApiError::unreachable(
+            Upstream::Unreachable => ApiError::unreachable(
                 502,
-                format!("WeChat is unreachable for {what} ({e}); nothing was lost, try again"),
+                format!("WeChat is unreachable for {what}; nothing was lost, try again"),
             ),
             Upstream::Status(s) => ApiError::unreachable(
                 502,
@@ -36,10 +39,66 @@ impl Upstream {
     }
 }
 
+/// `url` without its query and fragment: all of a WeChat URL that may be logged.
+fn without_query(url: &str) -> &str {
+    url.find(['?', '#']).map_or(url, |i| &url[..i])
+}
+
+/// Text from the runtime made fit for a log line: every URL in it loses its query, and
+/// any `secret=` value left (a query quoted without its scheme) is masked.
+fn redact(detail: &str) -> String {
+    let mut out = String::with_capacity(detail.len());
+    let mut rest = detail;
+    // Any scheme: the runtime quotes the URL it refused too (`Fetch API cannot load: ftp://…`).
+    while let Some(sep) = rest.find("://") {
+        let start = rest[..sep]
+            .char_indices()
+            .rev()
+            .take_while(|(_, c)| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+            .last()
+            .map_or(sep, |(i, _)| i);
+        out.push_str(&rest[..start]);
+        let url = &rest[start..];
+        let end = url
+            .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '<' | '>' | ')' | ','))
+            .unwrap_or(url.len());
+        out.push_str(without_query(&url[..end]));
+        rest = &url[end..];
+    }
+    out.push_str(rest);
+    let mut masked = String::with_capacity(out.len());
+    let mut rest = out.as_str();
+    while let Some(i) = rest.find("secret=") {
+        let value = &rest[i + "secret=".len()..];
+        masked.push_str(&rest[..i]);
+        masked.push_str("secret=…");
+        rest = value
+            .find(|c: char| c == '&' || c.is_whitespace() || matches!(c, '"' | '\''))
+            .map_or("", |end| &value[end..]);
+    }
+    masked.push_str(rest);
+    masked
+}
+
+/// One JSON line for a call that got no answer: the URL without its query, the kind, and
+/// the runtime's text redacted.
+fn log_failure(url: &str, kind: Upstream, detail: &str) {
+    worker::console_error!(
+        "{}",
+        serde_json::json!({
+            "level": "error",
+            "what": "WeChat call failed",
+            "url": without_query(url),
+            "kind": format!("{kind:?}"),
+            "detail": redact(detail),
+        })
+    );
+}
+
 /// One request to WeChat under `AbortSignal.timeout`: the runtime's own timer aborts the
 /// fetch, or the body read, at the deadline. No timer or closure of ours crosses into the
 /// wasm, which matters on a path whose CPU is mostly such crossings.
-async fn send(request: Request, timeout_ms: u64) -> Result<Vec<u8>, Upstream> {
+async fn send(url: &str, request: Request, timeout_ms: u64) -> Result<Vec<u8>, Upstream> {
     let ms = u32::try_from(timeout_ms).unwrap_or(u32::MAX);
     let signal = AbortSignal::from(web_sys::AbortSignal::timeout_with_u32(ms));
     let result = async {
@@ -55,15 +114,26 @@ async fn send(request: Request, timeout_ms: u64) -> Result<Vec<u8>, Upstream> {
     match result {
         Ok((200, body)) => Ok(body),
         Ok((status, _)) => Err(Upstream::Status(status)),
-        Err(_) if signal.aborted() => Err(Upstream::Timeout),
-        Err(e) => Err(Upstream::Unreachable(e.to_string())),
+        Err(e) => {
+            let kind = if signal.aborted() {
+                Upstream::Timeout
+            } else {
+                Upstream::Unreachable
+            };
+            log_failure(url, kind, &e.to_string());
+            Err(kind)
+        }
     }
 }
 
+fn unbuildable(url: &str, e: &worker::Error) -> Upstream {
+    log_failure(url, Upstream::Unreachable, &e.to_string());
+    Upstream::Unreachable
+}
+
 pub async fn get(url: &str, timeout_ms: u64) -> Result<Vec<u8>, Upstream> {
-    let request =
-        Request::new(url, Method::Get).map_err(|e| Upstream::Unreachable(e.to_string()))?;
-    send(request, timeout_ms).await
+    let request = Request::new(url, Method::Get).map_err(|e| unbuildable(url, &e))?;
+    send(url, request, timeout_ms).await
 }
 
 pub async fn post_xml(url: &str, body: &str, timeout_ms: u64) -> Result<Vec<u8>, Upstream> {
@@ -76,6 +146,62 @@ pub async fn post_xml(url: &str, body: &str, timeout_ms: u64) -> Result<Vec<u8>,
             .with_body(Some(JsValue::from_str(body)));
         Request::new_with_init(url, &init)
     };
-    let request = build().map_err(|e| Upstream::Unreachable(e.to_string()))?;
-    send(request, timeout_ms).await
+    let request = build().map_err(|e| unbuildable(url, &e))?;
+    send(url, request, timeout_ms).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const URL: &str = "https://api.weixin.qq.com/sns/jscode2session?appid=wx1&secret=0123abcd&js_code=c&grant_type=authorization_code";
+
+    #[test]
+    fn callers_get_a_fixed_message_per_kind() {
+        let e = Upstream::Unreachable.into_api("jscode2session");
+        assert_eq!((e.code, e.status), (9, 502));
+        assert_eq!(
+            e.msg,
+            "WeChat is unreachable for jscode2session; nothing was lost, try again"
+        );
+        assert_eq!(Upstream::Timeout.into_api("orderquery").status, 504);
+        assert!(
+            Upstream::Status(500)
+                .into_api("unifiedorder")
+                .msg
+                .contains("HTTP 500")
+        );
+    }
+
+    #[test]
+    fn logged_text_keeps_no_query_and_no_secret() {
+        assert_eq!(
+            without_query(URL),
+            "https://api.weixin.qq.com/sns/jscode2session"
+        );
+        assert_eq!(without_query("http://h/p#f"), "http://h/p");
+        assert_eq!(without_query("http://h/p"), "http://h/p");
+        let runtime = format!("TypeError: fetch failed for {URL} (connection refused)");
+        assert_eq!(
+            redact(&runtime),
+            "TypeError: fetch failed for https://api.weixin.qq.com/sns/jscode2session (connection refused)"
+        );
+        let quoted = format!("Error: \"{URL}\" (http://x/y?secret=s2), and again {URL}");
+        let r = redact(&quoted);
+        assert!(
+            !r.contains("0123abcd") && !r.contains("s2") && !r.contains('?'),
+            "{r}"
+        );
+        let ftp = "TypeError: Fetch API cannot load: ftp://127.0.0.1:1/sns/jscode2session?appid=wx1&secret=0123abcd&js_code=c";
+        assert_eq!(
+            redact(ftp),
+            "TypeError: Fetch API cannot load: ftp://127.0.0.1:1/sns/jscode2session"
+        );
+        assert_eq!(redact("://x?y=1 and a://b"), "://x and a://b");
+        assert_eq!(redact("é…ftp://x?q=1 ü"), "é…ftp://x ü");
+        let bare = "query was appid=wx1&secret=0123abcd&js_code=c";
+        assert_eq!(redact(bare), "query was appid=wx1&secret=…&js_code=c");
+        assert_eq!(redact("secret=tail"), "secret=…");
+        assert_eq!(redact("nothing to hide"), "nothing to hide");
+    }
 }

@@ -25,6 +25,7 @@
 //! | [`notify`] | the payment notify: verify, check against the order, reply |
 //! | [`answer`] | WeChat's side: judging a merchant's request, writing WeChat's answers |
 //! | [`auth`] | the admin token check, merchant API keys and their stored hash |
+//! | [`session`] | login sessions: storage keys (a hash of the token), the record, validity and sliding refresh |
 //! | [`random`] | nonce_str, out_trade_no, session tokens from getrandom |
 
 pub mod answer;
@@ -40,6 +41,7 @@ pub mod notify;
 pub mod order;
 pub mod pay;
 pub mod random;
+pub mod session;
 pub mod sign;
 pub mod store;
 pub mod xml;
