@@ -12,6 +12,7 @@ use wxedge_core::flow::{Decision, MAX_ATTEMPTS};
 use wxedge_core::money::{self, AmountError};
 use wxedge_core::order::OrderRow;
 use wxedge_core::pay::{PayError, Prepay, UnifiedOrder};
+use wxedge_core::store::Write;
 use wxedge_core::{Fen, random};
 
 use crate::api::{ApiError, ApiResult, Input, ok};
@@ -60,15 +61,17 @@ pub async fn handle(mut req: Request, env: &Env) -> ApiResult<Response> {
                 client_ip: &ip,
             };
             let no = random::out_trade_no().map_err(internal)?;
-            let write =
-                flow::new_order(&req, no.clone(), now_ms(), &cfg.reconcile).map_err(refused)?;
+            let write = flow::new_order(&req, no, now_ms(), &cfg.reconcile).map_err(refused)?;
+            let Write::CreateOrder(new) = &write else {
+                return Err(ApiError::internal(
+                    "flow::pay::new_order did not create an order",
+                ));
+            };
+            let row = new.row();
             let create = Decision::new(vec![write], ());
             if !db::execute(&db, &create.batch().map_err(internal)?).await? {
                 return Err(refused(flow::no_merchant(req.merchant_id)));
             }
-            let row = db::order(&db, &no)
-                .await?
-                .ok_or_else(|| ApiError::internal("the new order was not stored"))?;
             (row, true)
         }
     };

@@ -196,14 +196,6 @@ impl MerchantTotals {
     pub fn withdrawn(&self) -> Option<Fen> {
         Fen::checked_sum(self.withdrawals.iter().map(|w| w.amount))
     }
-
-    pub fn balance(&self) -> Option<Balance> {
-        Some(Balance {
-            available: self.available,
-            withdrawn: self.withdrawn()?,
-            paid: self.paid,
-        })
-    }
 }
 
 /// Every rule the ledger must keep, checked from a merchant's totals. Empty means no fen
@@ -449,14 +441,7 @@ mod tests {
     fn a_sound_ledger_has_no_violation_and_its_balance_adds_up() {
         let t = totals(150, 50, &[(100, 100, 1)]);
         assert_eq!(audit(&t), []);
-        assert_eq!(
-            t.balance(),
-            Some(Balance {
-                available: Fen::new(50),
-                withdrawn: Fen::new(100),
-                paid: Fen::new(150)
-            })
-        );
+        assert_eq!(t.withdrawn(), Some(Fen::new(100)));
         let mut stray = totals(0, 0, &[(10, 0, 0)]);
         stray.stray_orders = 1;
         let v = audit(&stray);

@@ -180,6 +180,29 @@ impl PaidVia {
     }
 }
 
+/// A row for unit tests: order `T1` of user `o1`, 100 fen, as created but for `status`
+/// and version 2.
+#[cfg(test)]
+pub(crate) fn test_row(status: OrderStatus) -> OrderRow {
+    let created = crate::store::NewOrder {
+        out_trade_no: "T1".into(),
+        openid: "o1".into(),
+        merchant_id: "default".into(),
+        total_fee: Fen::new(100),
+        body: "b".into(),
+        spbill_create_ip: "1.2.3.4".into(),
+        now_ms: 0,
+        next_check_ms: 0,
+    }
+    .row();
+    OrderRow {
+        status,
+        version: 2,
+        next_check_ms: None,
+        ..created
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -115,6 +115,36 @@ pub struct NewOrder {
     pub next_check_ms: u64,
 }
 
+impl NewOrder {
+    /// The row as [`Write::CreateOrder`] stores it, so the shell need not read it back.
+    pub fn row(&self) -> crate::order::OrderRow {
+        crate::order::OrderRow {
+            out_trade_no: self.out_trade_no.clone(),
+            openid: self.openid.clone(),
+            merchant_id: self.merchant_id.clone(),
+            total_fee: self.total_fee,
+            body: self.body.clone(),
+            spbill_create_ip: self.spbill_create_ip.clone(),
+            status: OrderStatus::Created,
+            version: 0,
+            prepay_id: None,
+            prepay_ms: None,
+            transaction_id: None,
+            paid_ms: None,
+            paid_via: None,
+            failure: None,
+            withdrawal_id: None,
+            created_ms: self.now_ms,
+            updated_ms: self.now_ms,
+            next_check_ms: Some(self.next_check_ms),
+            checks: 0,
+            attention: None,
+            attention_note: None,
+            reconcile_note: None,
+        }
+    }
+}
+
 /// What happens to one order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
@@ -225,13 +255,6 @@ pub fn status_list(statuses: &[OrderStatus]) -> String {
         .join(", ")
 }
 
-/// The statuses a payment may still arrive for (open, or ended without it).
-pub const UNPAID: [OrderStatus; 4] = [
-    OrderStatus::Created,
-    OrderStatus::Prepaid,
-    OrderStatus::Closed,
-    OrderStatus::Failed,
-];
 /// Still waiting for money.
 pub const OPEN: [OrderStatus; 2] = [OrderStatus::Created, OrderStatus::Prepaid];
 /// The money arrived.

@@ -639,8 +639,14 @@ impl World {
                     };
                     let write = pflow::new_order(&req, new_no.clone(), self.now, &self.policy)
                         .expect("valid request");
+                    let store::Write::CreateOrder(new) = &write else {
+                        panic!("new_order wrote {write:?}")
+                    };
+                    let expected = new.row();
                     let d = Decision::new(vec![write], ());
                     assert!(execute(&self.db, &d), "the merchant exists");
+                    // The shell answers from this row without reading it back.
+                    assert_eq!(self.db.order(&new_no), Some(expected));
                     self.counts.orders += 1;
                     *no = Some(new_no);
                     return false;
@@ -1087,4 +1093,116 @@ fn the_money_flows_keep_every_fen_under_any_schedule() {
             assert!(n > 0, "the schedule never produced {what}: {c:#?}");
         }
     }
+}
+
+/// The reconciler's queue under abuse: `QUEUE_ABANDONED` (default 1 000; the recorded
+/// figure uses 10 000) orders placed and never paid, then one paid whose every notify was
+/// lost, all through the production pay flow; then the cron every 5 minutes with the
+/// default policy (`QUEUE_BATCH` overrides the batch). Counts the runs until the paid one
+/// is credited. Ordered by next-due time, every look pushes an order back, so the paid
+/// order is reached once the looks due before it are done: at most ⌈(N + 1) / batch⌉ runs.
+#[test]
+fn a_paid_order_behind_a_flood_of_abandoned_ones_is_reached() {
+    let n: u64 = std::env::var("QUEUE_ABANDONED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000);
+    let mut w = World::new(7);
+    if let Some(b) = std::env::var("QUEUE_BATCH")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        w.policy.batch = b;
+    }
+    let place = |w: &mut World, i: u64| -> String {
+        let no = format!("Q{i:08}");
+        let req = NewRequest {
+            openid: USERS[0],
+            money: Some(Fen::new(100)),
+            merchant_id: None,
+            body: None,
+            client_ip: "127.0.0.1",
+        };
+        let create = Decision::new(
+            vec![pflow::new_order(&req, no.clone(), w.now, &w.policy).expect("valid")],
+            (),
+        );
+        assert!(execute(&w.db, &create));
+        w.wx.seq += 1;
+        let prepay = format!("wx{}", w.wx.seq);
+        w.wx.orders.insert(
+            no.clone(),
+            WxOrder {
+                fee: Fen::new(100),
+                state: WxState::NotPay,
+                prepay_id: prepay.clone(),
+                prepay_ms: w.now,
+            },
+        );
+        let row = w.db.order(&no).expect("row");
+        let answer = Ok(Prepay {
+            prepay_id: prepay,
+            trade_type: "JSAPI".into(),
+            code_url: None,
+        });
+        let d = pflow::after_unified_order(&row, Some(&answer), true, w.now, &w.policy);
+        assert!(execute(&w.db, &d));
+        no
+    };
+    // One account's worth of abuse: an order every 0.36 s (10 000 an hour).
+    for i in 0..n {
+        place(&mut w, i);
+        w.now += 360;
+    }
+    let paid = place(&mut w, n);
+    let tx =
+        w.wx.pay(&paid, &w.wx.orders[&paid].prepay_id.clone(), w.now)
+            .expect("paid");
+    let start = w.now;
+    let mut runs = 0u64;
+    let mut looks = 0u64;
+    while w.db.order(&paid).is_some_and(|o| !o.status.is_paid()) {
+        w.now += 5 * 60_000;
+        runs += 1;
+        let due = OrderRow::list_from_json(
+            &w.db
+                .json(&store::due_orders(w.now, w.policy.batch))
+                .unwrap_or_default(),
+        )
+        .expect("due");
+        for row in due {
+            looks += 1;
+            let truth = |o: &WxOrder| match &o.state {
+                WxState::Success { tx } => (TradeState::Success, Some(o.fee), Some(tx.clone())),
+                WxState::Closed => (TradeState::Closed, None, None),
+                WxState::NotPay => (TradeState::NotPay, None, None),
+            };
+            let (state, fee, t) = truth(&w.wx.orders[&row.out_trade_no]);
+            let q = Ok(OrderQuery {
+                out_trade_no: row.out_trade_no.clone(),
+                trade_state: state,
+                total_fee: fee,
+                transaction_id: t,
+                openid: None,
+                time_end: None,
+            });
+            match rflow::after_query(&row, Some(&q), w.now, &w.policy) {
+                Step::Decided(d) => assert!(execute(&w.db, &d)),
+                Step::Close => {
+                    w.wx.orders.get_mut(&row.out_trade_no).expect("order").state = WxState::Closed;
+                    let d = rflow::after_close(&row, row.version, Some(&Ok(())), w.now, &w.policy);
+                    assert!(execute(&w.db, &d));
+                }
+            }
+        }
+        assert!(runs < 100_000, "never reached");
+    }
+    assert_eq!(w.db.order(&paid).and_then(|o| o.transaction_id), Some(tx));
+    let bound = (n + 1).div_ceil(w.policy.batch) + 3;
+    println!(
+        "queue: {n} abandoned orders + 1 paid with every notify lost, batch {}: credited after {runs} cron runs ({:.1} h at one run per 5 min, {looks} orderqueries); bound {bound}",
+        w.policy.batch,
+        (w.now - start) as f64 / 3_600_000.0,
+    );
+    assert!(runs <= bound, "{runs} runs > {bound}");
 }

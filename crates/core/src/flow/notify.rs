@@ -307,28 +307,11 @@ mod tests {
 
     fn order(status: OrderStatus, tx: Option<&str>) -> OrderRow {
         OrderRow {
-            out_trade_no: "T1".into(),
-            openid: "o1".into(),
-            merchant_id: "default".into(),
-            total_fee: Fen::new(100),
-            body: "b".into(),
-            spbill_create_ip: "1.2.3.4".into(),
-            status,
             version: 1,
-            prepay_id: None,
-            prepay_ms: None,
             transaction_id: tx.map(Into::into),
             paid_ms: tx.map(|_| 1),
-            paid_via: None,
             failure: Some("NOTPAY past the prepay life".into()),
-            withdrawal_id: None,
-            created_ms: 0,
-            updated_ms: 0,
-            next_check_ms: None,
-            checks: 0,
-            attention: None,
-            attention_note: None,
-            reconcile_note: None,
+            ..crate::order::test_row(status)
         }
     }
 

@@ -264,28 +264,9 @@ mod tests {
 
     fn row(status: OrderStatus, prepay_ms: Option<u64>) -> OrderRow {
         OrderRow {
-            out_trade_no: "T1".into(),
-            openid: "o1".into(),
-            merchant_id: "default".into(),
-            total_fee: Fen::new(100),
-            body: "b".into(),
-            spbill_create_ip: "1.2.3.4".into(),
-            status,
-            version: 2,
             prepay_id: prepay_ms.map(|_| "wx1".into()),
             prepay_ms,
-            transaction_id: None,
-            paid_ms: None,
-            paid_via: None,
-            failure: None,
-            withdrawal_id: None,
-            created_ms: 0,
-            updated_ms: 0,
-            next_check_ms: Some(0),
-            checks: 0,
-            attention: None,
-            attention_note: None,
-            reconcile_note: None,
+            ..crate::order::test_row(status)
         }
     }
 

@@ -324,33 +324,18 @@ mod tests {
     const MIN: u64 = 60_000;
 
     fn order(prepay_ms: Option<u64>, checks: u32) -> OrderRow {
+        let status = if prepay_ms.is_some() {
+            OrderStatus::Prepaid
+        } else {
+            OrderStatus::Created
+        };
         OrderRow {
-            out_trade_no: "T1".into(),
-            openid: "o".into(),
-            merchant_id: "default".into(),
-            total_fee: Fen::new(100),
-            body: "b".into(),
-            spbill_create_ip: "1.2.3.4".into(),
-            status: if prepay_ms.is_some() {
-                OrderStatus::Prepaid
-            } else {
-                OrderStatus::Created
-            },
             version: 7,
             prepay_id: prepay_ms.map(|_| "wx".into()),
             prepay_ms,
-            transaction_id: None,
-            paid_ms: None,
-            paid_via: None,
-            failure: None,
-            withdrawal_id: None,
-            created_ms: 0,
-            updated_ms: 0,
             next_check_ms: Some(0),
             checks,
-            attention: None,
-            attention_note: None,
-            reconcile_note: None,
+            ..crate::order::test_row(status)
         }
     }
 
