@@ -106,7 +106,7 @@ pub async fn list_orders(req: Request, env: &Env) -> ApiResult<Response> {
     .first(None)
     .await?;
     let (j, last) = page.map_or(("[]".to_owned(), None), |p| (p.j, p.last));
-    let rows = OrderRow::list_from_json(&j).map_err(|e| ApiError::internal(e.to_string()))?;
+    let rows = OrderRow::list_from_json(&j).map_err(db::unreadable)?;
     let last = last.filter(|_| rows.len() as u64 == limit);
     let items: Vec<Value> = rows.iter().map(admin_view).collect();
     ok(json!({ "items": items, "next_cursor": last.map(|n| n.to_string()) }))
@@ -120,7 +120,7 @@ pub async fn audit(req: Request, env: &Env) -> ApiResult<Response> {
     let db = db::d1(env)?;
     let j = db::json(&db, &store::audit_snapshot()).await?;
     let report = AuditSnapshot::from_json(j.as_deref().unwrap_or("{}"))
-        .map_err(|e| ApiError::internal(e.to_string()))?
+        .map_err(db::unreadable)?
         .audit();
     let merchants: Vec<Value> = report
         .merchants
@@ -164,7 +164,7 @@ pub async fn attention(req: Request, env: &Env) -> ApiResult<Response> {
         .first(None)
         .await?;
     let (j, last) = page.map_or(("[]".to_owned(), None), |p| (p.j, p.last));
-    let rows = OrderRow::list_from_json(&j).map_err(|e| ApiError::internal(e.to_string()))?;
+    let rows = OrderRow::list_from_json(&j).map_err(db::unreadable)?;
     let last = last.filter(|_| rows.len() as u64 == limit);
     ok(json!({
         "items": rows.iter().map(admin_view).collect::<Vec<_>>(),

@@ -55,6 +55,16 @@ fn sql_arg(a: &SqlArg) -> JsValue {
     }
 }
 
+/// A stored row or snapshot that does not read (a schema or storage fault): code 9 with a
+/// fixed message; the detail, which may quote stored values, goes to the log only.
+pub fn unreadable(e: impl std::fmt::Display) -> ApiError {
+    worker::console_error!(
+        "{}",
+        serde_json::json!({ "level": "error", "what": "unreadable stored data", "detail": e.to_string() })
+    );
+    ApiError::internal("internal error: stored data is unreadable; an operator has been alerted")
+}
+
 /// A statement the core rendered, prepared and bound.
 pub fn prepare(db: &D1Database, s: &Statement) -> ApiResult<D1PreparedStatement> {
     let values: Vec<JsValue> = s.args.iter().map(sql_arg).collect();
@@ -92,15 +102,14 @@ pub async fn json(db: &D1Database, s: &Statement) -> ApiResult<Option<String>> {
 pub async fn order(db: &D1Database, out_trade_no: &str) -> ApiResult<Option<OrderRow>> {
     json(db, &store::order_by_no(out_trade_no))
         .await?
-        .map(|j| OrderRow::from_json(&j).map_err(|e| ApiError::internal(e.to_string())))
+        .map(|j| OrderRow::from_json(&j).map_err(unreadable))
         .transpose()
 }
 
 /// Rows from a core query that gives a JSON array in `j`.
 pub async fn orders(db: &D1Database, s: &Statement) -> ApiResult<Vec<OrderRow>> {
     let j = json(db, s).await?;
-    OrderRow::list_from_json(j.as_deref().unwrap_or("[]"))
-        .map_err(|e| ApiError::internal(e.to_string()))
+    OrderRow::list_from_json(j.as_deref().unwrap_or("[]")).map_err(unreadable)
 }
 
 impl<'a> From<Option<&'a str>> for Arg<'a> {

@@ -30,7 +30,7 @@ fn view(w: &WithdrawalRow) -> Value {
 }
 
 fn parse<T: serde::de::DeserializeOwned>(j: &str, what: &str) -> ApiResult<T> {
-    serde_json::from_str(j).map_err(|e| ApiError::internal(format!("unreadable {what}: {e}")))
+    serde_json::from_str(j).map_err(|e| db::unreadable(format!("{what}: {e}")))
 }
 
 /// `GET /merchant/balance`: one statement, so the figures are one consistent snapshot;
@@ -41,7 +41,7 @@ pub async fn balance(req: Request, env: &Env) -> ApiResult<Response> {
     let j = db::json(&db, &store::balance(&merchant_id)).await?;
     let b = BalanceSnapshot::from_json(j.as_deref().unwrap_or("{}"))
         .and_then(|s| s.view())
-        .map_err(|e| ApiError::internal(e.to_string()))?;
+        .map_err(db::unreadable)?;
     ok(json!({
         "merchant_id": merchant_id,
         "available_fen": b.balance.available,
@@ -77,7 +77,7 @@ fn idempotency_key(req: &Request) -> ApiResult<Option<String>> {
 async fn withdrawal(db: &D1Database, q: &store::Statement) -> ApiResult<Option<WithdrawalRow>> {
     db::json(db, q)
         .await?
-        .map(|j| WithdrawalRow::from_json(&j).map_err(|e| ApiError::internal(e.to_string())))
+        .map(|j| WithdrawalRow::from_json(&j).map_err(db::unreadable))
         .transpose()
 }
 
@@ -91,8 +91,7 @@ async fn by_id(db: &D1Database, id: &str) -> ApiResult<Option<WithdrawalRow>> {
 
 async fn claimed_orders(db: &D1Database, withdrawal_id: &str) -> ApiResult<Vec<ClaimedOrder>> {
     let j = db::json(db, &store::claimed_orders(withdrawal_id)).await?;
-    flow::claimed_from_json(j.as_deref().unwrap_or("[]"))
-        .map_err(|e| ApiError::internal(e.to_string()))
+    flow::claimed_from_json(j.as_deref().unwrap_or("[]")).map_err(db::unreadable)
 }
 
 /// The answer for a withdrawal, checked by the core against the orders that name it: a

@@ -159,12 +159,12 @@ fn reply(cfg: &Config, no: &str, reply: Reply, upstream: Option<Upstream>) -> Ap
         } => Err(match (err_code, return_msg) {
             (Some(code), _) => ApiError::wechat(
                 502,
-                format!("WeChat Pay refused the order: {code} {err_code_des}"),
+                format!("WeChat Pay refused the order ({code}): see data.err_code_des"),
                 json!({ "err_code": code, "err_code_des": err_code_des, "out_trade_no": no }),
             ),
             (None, Some(msg)) => ApiError::wechat(
                 502,
-                format!("WeChat Pay refused the request: {msg}"),
+                "WeChat Pay refused the request (return_code FAIL): see data.return_msg".to_owned(),
                 json!({ "return_msg": msg, "out_trade_no": no }),
             ),
             (None, None) => ApiError::internal(format!(
