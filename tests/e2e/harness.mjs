@@ -242,11 +242,18 @@ export class Stack {
   /** Rows of the worker's local D1, read straight from its SQLite file. */
   sql(query, ...params) {
     const file = findSqlite(join(this.persist, 'v3', 'd1'));
-    const db = new DatabaseSync(file, { readOnly: true });
-    try {
-      return db.prepare(query).all(...params);
-    } finally {
-      db.close();
+    // The worker may hold a write lock for a moment: wait it out (up to ~2 s) rather than
+    // fail a read that would have succeeded a few milliseconds later.
+    for (let attempt = 0; ; attempt++) {
+      const db = new DatabaseSync(file, { readOnly: true });
+      try {
+        return db.prepare(query).all(...params);
+      } catch (e) {
+        if (!/database is locked|SQLITE_BUSY/.test(String(e?.message)) || attempt >= 40) throw e;
+      } finally {
+        db.close();
+      }
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 50);
     }
   }
 
