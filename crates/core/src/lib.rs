@@ -26,6 +26,7 @@
 //! | [`answer`] | WeChat's side: judging a merchant's request, writing WeChat's answers |
 //! | [`auth`] | the admin token check, merchant API keys and their stored hash |
 //! | [`session`] | login sessions: storage keys (a hash of the token), the record, validity and sliding refresh |
+//! | [`v3`] | WeChat Pay APIv3: request signing, answer/notify verification, GCM, JSAPI |
 //! | [`random`] | nonce_str, out_trade_no, session tokens from getrandom |
 
 pub mod answer;
@@ -44,6 +45,7 @@ pub mod random;
 pub mod session;
 pub mod sign;
 pub mod store;
+pub mod v3;
 pub mod xml;
 
 pub use error::{ALL_CODES, ErrorCode};

@@ -1,0 +1,260 @@
+//! One flow, two wire formats: a v3 notify, once verified and decrypted, is the same
+//! `Notify` a v2 notify gives, and `flow::notify::decide` answers it the same way.
+
+mod v3_keys;
+
+use wxedge_core::flow::notify::{Expect, Read, Received, decide, read};
+use wxedge_core::ledger::OrderStatus;
+use wxedge_core::notify::{Notify, Outcome, PaidNotice as V2Notice, build_paid_notify as build_v2};
+use wxedge_core::order::OrderRow;
+use wxedge_core::pay::Merchant;
+use wxedge_core::store::{Verdict, Write};
+use wxedge_core::v3::aead::ApiV3Key;
+use wxedge_core::v3::notify::{self, PaidNotice, build_paid_notify};
+use wxedge_core::v3::rsa::RsaSigner;
+use wxedge_core::v3::rsa::native::PrivateKey;
+use wxedge_core::v3::verify::{Headers, WechatKeys};
+use wxedge_core::{ErrorCode, Fen, SignType};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+
+const APPID: &str = "wx1";
+const MCHID: &str = "1900000109";
+const KEY_ID: &str = "PUB_KEY_ID_0000000000000024101100397200000006";
+const NOW: i64 = 1_767_225_600;
+const TX: &str = "4200000001202601010000000001";
+
+/// WeChat's published test key plays WeChat's own key here: any RSA key would do.
+fn wechat() -> PrivateKey {
+    PrivateKey::from_pem(v3_keys::TEST_KEY_PKCS1).unwrap()
+}
+
+fn api_v3_key() -> ApiV3Key {
+    ApiV3Key::new("a7cde1ZJB1kG2e7VfTs3jQzaWizur8Gb").unwrap()
+}
+
+fn v3_body(tx: &str, total: u64) -> String {
+    build_paid_notify(
+        &api_v3_key(),
+        &PaidNotice {
+            notify_id: "EV-1",
+            appid: APPID,
+            mchid: MCHID,
+            out_trade_no: "T000001",
+            transaction_id: tx,
+            total: Fen::new(total),
+            openid: "o1",
+            success_time: "2026-01-01T08:00:00+08:00",
+            nonce: "0123456789ab",
+        },
+    )
+    .unwrap()
+}
+
+/// Signs a body as WeChat does and verifies + decrypts it as the shell would.
+fn v3_notify(body: &str) -> Notify {
+    let ts = NOW.to_string();
+    let message = format!("{ts}\nnonce-1\n{body}\n");
+    let signature = STANDARD.encode(wechat().sign(message.as_bytes()).unwrap());
+    let keys = WechatKeys::new()
+        .with_public_key(KEY_ID, wechat().public_key())
+        .unwrap();
+    let headers = Headers {
+        timestamp: Some(&ts),
+        nonce: Some("nonce-1"),
+        signature: Some(&signature),
+        serial: Some(KEY_ID),
+    };
+    let verified = keys.verify(&headers, body.as_bytes(), NOW + 10).unwrap();
+    notify::parse_notify(&verified, &api_v3_key()).unwrap()
+}
+
+fn v2_notify(tx: &str, total: u64) -> Notify {
+    let m = Merchant {
+        appid: APPID.into(),
+        mch_id: MCHID.into(),
+        key: "k".repeat(32),
+        sign_type: SignType::HmacSha256,
+    };
+    let body = build_v2(
+        &m,
+        &V2Notice {
+            out_trade_no: "T000001",
+            transaction_id: tx,
+            total_fee: Fen::new(total),
+            openid: "o1",
+            time_end: "20260101080000",
+            nonce_str: "n",
+            include_sign_type: false,
+        },
+    )
+    .unwrap();
+    let r = Received {
+        body: body.as_bytes(),
+        remote_ip: None,
+        now_ms: 1,
+    };
+    match read(&r, &m.key, m.sign_type) {
+        Read::Verified(n) => *n,
+        Read::Unverified(d) => panic!("{d:?}"),
+    }
+}
+
+fn order(status: OrderStatus, tx: Option<&str>) -> OrderRow {
+    OrderRow {
+        out_trade_no: "T000001".into(),
+        openid: "o1".into(),
+        merchant_id: "default".into(),
+        total_fee: Fen::new(100),
+        body: "b".into(),
+        spbill_create_ip: "1.2.3.4".into(),
+        status,
+        version: 3,
+        prepay_id: None,
+        prepay_ms: None,
+        transaction_id: tx.map(Into::into),
+        paid_ms: tx.map(|_| 1),
+        paid_via: None,
+        failure: Some("closed by the reconciler".into()),
+        withdrawal_id: None,
+        created_ms: 0,
+        updated_ms: 0,
+        next_check_ms: None,
+        checks: 0,
+        attention: None,
+        attention_note: None,
+        reconcile_note: None,
+    }
+}
+
+/// What a decision does, without the stored body (which differs by format).
+fn outcome(n: &Notify, row: Option<&OrderRow>) -> (Vec<String>, Verdict, u16) {
+    let r = Received {
+        body: b"{}",
+        remote_ip: None,
+        now_ms: 7,
+    };
+    let d = decide(
+        n,
+        row,
+        Expect {
+            appid: APPID,
+            mch_id: MCHID,
+        },
+        &r,
+    );
+    let mut verdict = None;
+    let mut orders = Vec::new();
+    for w in &d.writes {
+        match w {
+            Write::Notification(rec) => verdict = Some(rec.verdict),
+            other => orders.push(format!("{other:?}")),
+        }
+    }
+    (orders, verdict.unwrap(), d.reply.status)
+}
+
+#[test]
+fn the_v3_notify_is_the_v2_notify() {
+    let v3 = v3_notify(&v3_body(TX, 100));
+    let v2 = v2_notify(TX, 100);
+    for (a, b) in [
+        (&v3.appid, &v2.appid),
+        (&v3.mch_id, &v2.mch_id),
+        (&v3.out_trade_no, &v2.out_trade_no),
+        (&v3.transaction_id, &v2.transaction_id),
+        (&v3.openid, &v2.openid),
+        (&v3.time_end, &v2.time_end),
+    ] {
+        assert_eq!(a, b);
+    }
+    assert_eq!((v3.total_fee, &v3.outcome), (v2.total_fee, &Outcome::Paid));
+    assert_eq!(v3.params.get("notify_id").map(String::as_str), Some("EV-1"));
+}
+
+#[test]
+fn decide_judges_both_formats_alike() {
+    let rows = [
+        Some(order(OrderStatus::Prepaid, None)),
+        Some(order(OrderStatus::Created, None)),
+        Some(order(OrderStatus::Closed, None)),
+        Some(order(OrderStatus::Paid, Some(TX))),
+        Some(order(
+            OrderStatus::Paid,
+            Some("4200000001202601010000000002"),
+        )),
+        None,
+    ];
+    for total in [100, 99] {
+        let (v3, v2) = (v3_notify(&v3_body(TX, total)), v2_notify(TX, total));
+        for row in &rows {
+            assert_eq!(
+                outcome(&v3, row.as_ref()),
+                outcome(&v2, row.as_ref()),
+                "{row:?} {total}"
+            );
+        }
+    }
+    // And the verdicts are the ones a user would expect.
+    let v3 = v3_notify(&v3_body(TX, 100));
+    assert_eq!(outcome(&v3, rows[0].as_ref()).1, Verdict::Credited);
+    assert_eq!(outcome(&v3, rows[3].as_ref()).1, Verdict::Duplicate);
+    let short = v3_notify(&v3_body(TX, 99));
+    assert_eq!(outcome(&short, rows[0].as_ref()).1, Verdict::Rejected);
+}
+
+#[test]
+fn the_flow_reply_becomes_a_v3_reply() {
+    let r = Received {
+        body: b"{}",
+        remote_ip: None,
+        now_ms: 7,
+    };
+    let v3 = v3_notify(&v3_body(TX, 100));
+    let ok = decide(
+        &v3,
+        Some(&order(OrderStatus::Prepaid, None)),
+        Expect {
+            appid: APPID,
+            mch_id: MCHID,
+        },
+        &r,
+    );
+    assert_eq!(notify::from_flow(&ok.reply), notify::reply_success());
+    let unknown = decide(
+        &v3,
+        None,
+        Expect {
+            appid: APPID,
+            mch_id: MCHID,
+        },
+        &r,
+    );
+    let reply = notify::from_flow(&unknown.reply);
+    assert_eq!(reply.status, 404);
+    assert!(reply.body.starts_with(r#"{"code":"FAIL","message":"#));
+}
+
+#[test]
+fn a_bad_tag_or_wrong_aad_is_refused_after_the_signature() {
+    let body = v3_body(TX, 100);
+    let mut envelope: serde_json::Value = serde_json::from_str(&body).unwrap();
+    envelope["resource"]["associated_data"] = "certificate".into();
+    let tampered = envelope.to_string();
+    let ts = NOW.to_string();
+    let message = format!("{ts}\nnonce-1\n{tampered}\n");
+    let signature = STANDARD.encode(wechat().sign(message.as_bytes()).unwrap());
+    let keys = WechatKeys::new()
+        .with_public_key(KEY_ID, wechat().public_key())
+        .unwrap();
+    let headers = Headers {
+        timestamp: Some(&ts),
+        nonce: Some("nonce-1"),
+        signature: Some(&signature),
+        serial: Some(KEY_ID),
+    };
+    let verified = keys.verify(&headers, tampered.as_bytes(), NOW).unwrap();
+    let e = notify::parse_notify(&verified, &api_v3_key()).unwrap_err();
+    assert_eq!(e.code(), "V3_DECRYPT_FAILED");
+}
