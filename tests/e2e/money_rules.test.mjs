@@ -128,6 +128,24 @@ describe('the rules', () => {
     assertLedger(stack.sql.bind(stack));
     // A merchant key is refused there, and nobody without the admin token gets in.
     assert.equal((await stack.call('GET', '/admin/attention')).status, 403);
+    // The operator delivers, and clears the mark; the money stays where it is.
+    const auth = { authorization: `Bearer ${stack.secrets.ADMIN_TOKEN}` };
+    const resolvePath = `/admin/attention/${no}/resolve`;
+    assert.equal((await stack.call('POST', resolvePath, { json: { note: 'goods delivered' } })).status, 403);
+    const noNote = await stack.call('POST', resolvePath, { json: {}, headers: auth });
+    assert.equal(noNote.body.code, 1, JSON.stringify(noNote.body));
+    const resolved = await stack.call('POST', resolvePath, { json: { note: 'goods delivered' }, headers: auth });
+    assert.equal(resolved.status, 200, JSON.stringify(resolved.body));
+    assert.equal(resolved.body.data.attention, null);
+    assert.equal(resolved.body.data.status, 'PAID');
+    assert.match(h.row(no).attention_note, /LATE_PAYMENT resolved: goods delivered/);
+    const again = await stack.call('POST', resolvePath, { json: { note: 'twice' }, headers: auth });
+    assert.equal(again.status, 409, JSON.stringify(again.body));
+    assert.equal(again.body.code, 6);
+    assert.ok(!(await h.admin('/admin/attention')).body.data.items.some((i) => i.out_trade_no === no));
+    const unknown = await stack.call('POST', '/admin/attention/NOSUCHORDER/resolve', { json: { note: 'x' }, headers: auth });
+    assert.equal(unknown.status, 404);
+    assertLedger(stack.sql.bind(stack));
   });
 
   test('an amount above 2^53 fen is stored, signed and credited to the fen', async () => {

@@ -5,6 +5,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use worker::{Env, Request, Response};
 use wxedge_core::auth as keys;
+use wxedge_core::flow::MAX_ATTEMPTS;
+use wxedge_core::flow::attention::{self, ResolveError};
 use wxedge_core::ledger::{AuditSnapshot, OrderStatus};
 use wxedge_core::order::OrderRow;
 use wxedge_core::{random, store};
@@ -170,6 +172,31 @@ pub async fn attention(req: Request, env: &Env) -> ApiResult<Response> {
         "items": rows.iter().map(admin_view).collect::<Vec<_>>(),
         "next_cursor": last.map(|n| n.to_string()),
     }))
+}
+
+/// `POST /admin/attention/{out_trade_no}/resolve {note}`: the operator dealt with the
+/// order's mark; wxedge-core's [`flow::attention::resolve`] clears it, guarded by the
+/// version read (a concurrent change means: read it again and decide again).
+pub async fn resolve(mut req: Request, env: &Env, no: &str) -> ApiResult<Response> {
+    auth::admin(&req, env)?;
+    let input = Input::read(&mut req).await?;
+    let note = input.text("note")?;
+    let db = db::d1(env)?;
+    for _ in 0..MAX_ATTEMPTS {
+        let row = db::order(&db, no)
+            .await?
+            .ok_or_else(|| ApiError::not_found(format!("no order {no}")))?;
+        let d = attention::resolve(&row, note, now_ms()).map_err(|e| match e {
+            ResolveError::NothingToResolve(_) => ApiError::conflict(e.to_string()),
+            ResolveError::BadNote => ApiError::param(e.to_string()),
+        })?;
+        let batch = d.batch().map_err(|e| ApiError::internal(e.to_string()))?;
+        if db::execute(&db, &batch).await? {
+            let row = db::order(&db, no).await?.unwrap_or(row);
+            return ok(admin_view(&row));
+        }
+    }
+    Err(ApiError::internal("the order kept changing; try again"))
 }
 
 /// An order as operators see it.

@@ -151,6 +151,14 @@ async fn dispatch(req: Request, env: &Env, route: &str) -> ApiResult<Response> {
             allow(Method::Get, "GET")?;
             admin::attention(req, env).await
         }
+        r if r.starts_with("/admin/attention/") && r.ends_with("/resolve") => {
+            allow(Method::Post, "POST")?;
+            let no = r
+                .trim_start_matches("/admin/attention/")
+                .trim_end_matches("/resolve")
+                .to_owned();
+            admin::resolve(req, env, &no).await
+        }
         "/admin/reconcile" => {
             allow(Method::Post, "POST")?;
             admin::reconcile_now(req, env).await
@@ -176,6 +184,8 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
         "/orders/{out_trade_no}"
     } else if route.starts_with("/merchant/withdrawals/") {
         "/merchant/withdrawals/{id}"
+    } else if route.starts_with("/admin/attention/") {
+        "/admin/attention/{out_trade_no}/resolve"
     } else if route.starts_with("/admin/merchants/") {
         "/admin/merchants/{id}/api_key"
     } else {

@@ -169,6 +169,9 @@ pub enum Change {
     },
     /// A mark for an operator on an order whose status stays as it is.
     Mark { attention: Attention, note: String },
+    /// An operator dealt with the mark (delivered, refunded): it is cleared, and the note
+    /// keeps what was done.
+    Resolve { note: String },
 }
 
 /// What a verdict on a notify is.
@@ -269,7 +272,7 @@ fn order_write(seen: &Seen, change: &Change, now: u64) -> Result<Statement, Stor
         Change::Prepaid { .. } => OrderStatus::Prepaid,
         Change::Paid { .. } => OrderStatus::Paid,
         Change::Ended { status, .. } => *status,
-        Change::Recheck { .. } | Change::Mark { .. } => seen.status,
+        Change::Recheck { .. } | Change::Mark { .. } | Change::Resolve { .. } => seen.status,
     };
     let moves = to != seen.status || matches!(change, Change::Prepaid { .. });
     if moves && !seen.status.can_become(to) {
@@ -338,6 +341,10 @@ fn order_write(seen: &Seen, change: &Change, now: u64) -> Result<Statement, Stor
             let a = push(attention.as_str().into());
             let n = push(note.as_str().into());
             format!("attention = ?{a}, attention_note = ?{n}")
+        }
+        Change::Resolve { note } => {
+            let n = push(note.as_str().into());
+            format!("attention = NULL, attention_note = ?{n}")
         }
     };
     // updated_ms records changes an operator or the order's owner would see; the

@@ -14,7 +14,9 @@
 //! | [`notify`] | what to keep of a notify, its verdict, the credit, the reply to WeChat |
 //! | [`reconcile`] | one order's step: orderquery's answer, closeorder's, when to look again |
 //! | [`withdraw`] | a withdrawal's claim batch, an idempotent replay, the answer |
+//! | [`attention`] | an operator clearing an order's mark once dealt with |
 
+pub mod attention;
 pub mod notify;
 pub mod pay;
 pub mod reconcile;
