@@ -366,12 +366,12 @@ pub fn check_request(
     if auth.serial_no != serial {
         return Err(RequestRefusal::WrongSerial(auth.serial_no.clone()));
     }
-    let timestamp = auth.timestamp_secs().ok_or_else(|| {
-        RequestRefusal::Unreadable(AuthorizationError::Malformed {
-            position: 0,
-            reason: "timestamp is not Unix seconds",
-        })
-    })?;
+    let timestamp =
+        auth.timestamp_secs()
+            .ok_or(RequestRefusal::Unreadable(AuthorizationError::Malformed {
+                position: 0,
+                reason: "timestamp is not Unix seconds",
+            }))?;
     if now.abs_diff(timestamp) > crate::v3::verify::MAX_SKEW_SECS {
         return Err(RequestRefusal::Skewed);
     }
