@@ -400,4 +400,43 @@ mod tests {
             .unwrap();
         assert!(c.check().is_err(), "wx2 is not configured");
     }
+    #[test]
+    fn a_half_done_v3_setup_fails_loudly_and_none_means_v2_only() {
+        let mut vars: BTreeMap<String, String> = [
+            ("WECHAT_APPID", "wx1"),
+            ("WECHAT_APP_SECRET", "s"),
+            ("WECHAT_MCH_ID", "1900000109"),
+            ("WECHAT_PAY_KEY", "0123456789abcdef0123456789abcdef"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let c = Config::from_dev_vars(&vars).unwrap();
+        assert!(c.v3.is_empty() && c.wechat_key.is_none());
+        vars.insert(
+            VAR_API_V3_KEY.into(),
+            "a7cde1ZJB1kG2e7VfTs3jQzaWizur8Gb".into(),
+        );
+        let e = Config::from_dev_vars(&vars).unwrap_err().to_string();
+        assert!(e.contains(VAR_MCH_PRIVATE_KEY), "{e}");
+    }
+
+    #[test]
+    fn a_pem_fits_on_one_double_quoted_line() {
+        let dir = std::env::temp_dir().join(format!("wxsim-pem-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join(".dev.vars");
+        std::fs::write(
+            &f,
+            "K=\"-----BEGIN X-----\\nAAAA\\n-----END X-----\\n\"\nR='a\\nb'\n",
+        )
+        .unwrap();
+        let v = read_dev_vars(&f).unwrap();
+        assert_eq!(v["K"], "-----BEGIN X-----\nAAAA\n-----END X-----\n");
+        assert_eq!(
+            v["R"], "a\\nb",
+            "single quotes keep backslashes, as dotenv does"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
