@@ -727,3 +727,25 @@ async fn transport_and_business_faults_apply_to_the_v3_routes() {
         (500, Some("SYSTEM_ERROR"))
     );
 }
+
+#[tokio::test]
+async fn v3_forgeries_come_before_the_genuine_notify() {
+    let h = start().await;
+    let prepay_id = h.prepay("V3FORGE1", 7).await;
+    for kind in ["wrong_sign", "wrong_amount"] {
+        h.fault(json!({ "target": "notify", "kind": kind })).await;
+    }
+    h.pay(&prepay_id).await;
+    let seen = h.wait_seen(|s| s.len() >= 3).await;
+    let outcomes: Vec<_> = seen.iter().map(|s| s.outcome.clone()).collect();
+    // The forgery's signature covers other bytes; the 1-fen-more notify is genuinely
+    // signed (only judging it against the order, as the worker's flow does, refuses it).
+    assert_eq!(
+        outcomes,
+        [
+            Err("SIGN_MISMATCH".to_owned()),
+            Ok(("V3FORGE1".to_owned(), 8)),
+            Ok(("V3FORGE1".to_owned(), 7)),
+        ]
+    );
+}

@@ -335,6 +335,17 @@ pub enum RequestRefusal {
     Mismatch { message: Vec<u8> },
 }
 
+impl ErrorCode for RequestRefusal {
+    fn code(&self) -> &'static str {
+        match self {
+            RequestRefusal::Unreadable(e) => e.code(),
+            RequestRefusal::WrongSerial(_) => "V3_UNKNOWN_SERIAL",
+            RequestRefusal::Skewed => "V3_TIMESTAMP_SKEW",
+            RequestRefusal::Mismatch { .. } => "SIGN_MISMATCH",
+        }
+    }
+}
+
 impl RequestRefusal {
     /// The text of the answer's `message`, as WeChat writes it.
     pub fn wechat_message(&self) -> &'static str {
