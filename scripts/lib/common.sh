@@ -107,6 +107,39 @@ ensure_apt() {
   command -v "$bin" >/dev/null 2>&1 || die "could not install $pkg"
 }
 
+# APIv3 keys for local runs, made once into .dev.keys/ (git ignores it; never commit a key)
+# with Debian's openssl, then written into .dev.vars if it has no v3 lines yet: the
+# merchant's API key (PKCS#8), wxsim's WeChat key and the 微信支付公钥 (its public half)
+# with a PUB_KEY_ID_, a second WeChat key for the rotated_key fault, a certificate serial
+# and an APIv3 key. PEMs go in as one double-quoted line with \n escapes, as dotenv (and so
+# wrangler dev) and wxsim read them.
+ensure_v3_dev_keys() {
+  ensure_apt openssl openssl
+  local dir=.dev.keys
+  (umask 077 && mkdir -p "$dir")
+  for name in merchant_key wechatpay_key wechatpay_rotated_key; do
+    [ -s "$dir/$name.pem" ] ||
+      (umask 077 && openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$dir/$name.pem" 2>/dev/null) ||
+      die "openssl could not make $dir/$name.pem"
+  done
+  openssl pkey -in "$dir/wechatpay_key.pem" -pubout -out "$dir/wechatpay_pub_key.pem" 2>/dev/null ||
+    die "openssl could not derive the 微信支付公钥"
+  grep -qs '^WECHAT_PAY_V3_PRIVATE_KEY=' .dev.vars && return 0
+  log "adding APIv3 keys to .dev.vars (from $dir/, git ignores both)"
+  local one_line='{printf "%s\\n", $0}'
+  cat >>.dev.vars <<VARS
+# APIv3 (wxsim and the worker): the merchant's key, certificate serial and APIv3 key;
+# the 微信支付公钥 and its id. WXSIM_* are wxsim's own (WeChat's private keys).
+WECHAT_PAY_V3_PRIVATE_KEY="$(awk "$one_line" "$dir/merchant_key.pem")"
+WECHAT_PAY_V3_SERIAL=$(random_hex 20 | tr a-f A-F)
+WECHAT_PAY_V3_KEY=$(random_hex 16)
+WECHAT_PAY_PUBLIC_KEY="$(awk "$one_line" "$dir/wechatpay_pub_key.pem")"
+WECHAT_PAY_PUBLIC_KEY_ID=PUB_KEY_ID_$(od -An -tu8 -N8 /dev/urandom | tr -d ' ' | cut -c1-16)$(od -An -tu8 -N8 /dev/urandom | tr -d ' ' | cut -c1-16)
+WXSIM_WECHAT_PRIVATE_KEY="$(awk "$one_line" "$dir/wechatpay_key.pem")"
+WXSIM_ROTATED_PRIVATE_KEY="$(awk "$one_line" "$dir/wechatpay_rotated_key.pem")"
+VARS
+}
+
 ensure_chromium() {
   ensure_apt chromium /usr/bin/chromium
 }

@@ -14,10 +14,11 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 use wxedge_core::crypt::{self, Watermark};
+use wxedge_core::v3::jsapi;
 use wxedge_core::{Params, pay, random};
 
 use crate::faults::{self, FaultRequest, Kind, Target};
-use crate::state::{Order, State, TradeState, User};
+use crate::state::{Api, Order, State, TradeState, User};
 use crate::{PREPAY_TTL_MS, SimState, notifier};
 
 fn fail(status: StatusCode, msg: impl Into<String>) -> Response {
@@ -251,7 +252,36 @@ pub async fn pay(sim: SimState, body: Bytes) -> Response {
     let Some(merchant) = sim.config.merchants.get(&order.mch_id) else {
         return fail(StatusCode::INTERNAL_SERVER_ERROR, "merchant vanished");
     };
-    if let Err(e) = pay::verify_payment_params(&params, &order.appid, &merchant.key) {
+    let checked = match order.api {
+        Api::V2 => pay::verify_payment_params(&params, &order.appid, &merchant.key)
+            .map_err(|e| e.to_string()),
+        // A v3 prepay_id is paid with an RSA paySign under the merchant's API key.
+        Api::V3 => match sim.config.v3.get(&order.mch_id) {
+            None => Err("the merchant has no APIv3 key".to_owned()),
+            Some(v3) => {
+                let field = |k: &str| params.get(k).cloned().unwrap_or_default();
+                let fields = pay::PaymentParams {
+                    app_id: params
+                        .get("appId")
+                        .cloned()
+                        .unwrap_or_else(|| order.appid.clone()),
+                    time_stamp: field("timeStamp"),
+                    nonce_str: field("nonceStr"),
+                    package: field("package"),
+                    sign_type: field("signType"),
+                    pay_sign: field("paySign"),
+                };
+                if fields.app_id != order.appid {
+                    Err("appId is not the order's appid".to_owned())
+                } else if jsapi::verify_payment_params(&fields, &v3.public_key) {
+                    Ok(())
+                } else {
+                    Err("paySign does not verify under the merchant's API key with signType RSA (appId\\ntimeStamp\\nnonceStr\\npackage\\n)".to_owned())
+                }
+            }
+        },
+    };
+    if let Err(e) = checked {
         return fail(
             StatusCode::BAD_REQUEST,
             format!("requestPayment:fail 支付验证签名失败: {e}"),
@@ -346,6 +376,7 @@ pub async fn order(sim: SimState, Path(out_trade_no): Path<String>) -> Response 
     let st = sim.state();
     match st.orders.values().find(|o| o.out_trade_no == out_trade_no) {
         Some(o) => Json(json!({
+            "api": o.api,
             "appid": o.appid,
             "mch_id": o.mch_id,
             "out_trade_no": o.out_trade_no,
@@ -374,6 +405,12 @@ pub async fn add_fault(sim: SimState, body: Bytes) -> Response {
         Ok(r) => r,
         Err(res) => return *res,
     };
+    if req.kind == Kind::RotatedKey && sim.config.rotated_key.is_none() {
+        return fail(
+            StatusCode::BAD_REQUEST,
+            "rotated_key needs a second WeChat key: set WXSIM_ROTATED_PRIVATE_KEY in .dev.vars (scripts/dev writes one)",
+        );
+    }
     let mut st = sim.state_mut();
     let id = st.take_seq();
     match req.into_fault(id) {

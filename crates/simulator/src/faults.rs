@@ -12,6 +12,12 @@ pub enum Target {
     Unifiedorder,
     Orderquery,
     Closeorder,
+    /// `POST /v3/pay/transactions/jsapi`.
+    Jsapi,
+    /// `GET /v3/pay/transactions/out-trade-no/{no}`.
+    Query,
+    /// `POST /v3/pay/transactions/out-trade-no/{no}/close`.
+    Close,
     /// `/sim/pay`, the app's payment.
     Pay,
     /// The notify WeChat sends after a payment.
@@ -51,7 +57,20 @@ pub enum Kind {
     /// of the order's own state, which does not change: PAYERROR and USERPAYING orders are
     /// still payable.
     TradeState,
+    /// v3 notify: first one signed `WECHATPAY/SIGNTEST/…`, WeChat's signature probe, which
+    /// a receiver must refuse (4xx), then the genuine one.
+    Signtest,
+    /// v3: answers (jsapi, query, close) or every try of a notify signed with wxsim's
+    /// second key under its own `PUB_KEY_ID_` (WeChat switching keys).
+    RotatedKey,
+    /// v3 notify: first one whose `Wechatpay-Timestamp` is 10 minutes old (a replay).
+    Skewed,
+    /// v3 notify: first one, correctly signed, whose GCM tag is corrupted.
+    BadTag,
 }
+
+/// How far the `skewed` notify's timestamp is off: twice WeChat's 5-minute window.
+pub const SKEW_SECS: i64 = 600;
 
 impl Kind {
     fn allowed(self, target: Target) -> bool {
@@ -62,9 +81,14 @@ impl Kind {
             SystemError => !matches!(target, Notify | Pay),
             NotEnough => target == Pay,
             Duplicate | OutOfOrder | WrongSign | WrongAmount | Drop => target == Notify,
-            ErrCode => matches!(target, Unifiedorder | Orderquery | Closeorder),
-            Ignored => target == Closeorder,
-            TradeState => target == Orderquery,
+            Signtest | Skewed | BadTag => target == Notify,
+            RotatedKey => matches!(target, Notify | Jsapi | Query | Close),
+            ErrCode => matches!(
+                target,
+                Unifiedorder | Orderquery | Closeorder | Jsapi | Query | Close
+            ),
+            Ignored => matches!(target, Closeorder | Close),
+            TradeState => matches!(target, Orderquery | Query),
         }
     }
 }
@@ -112,10 +136,11 @@ impl FaultRequest {
         if !self.kind.allowed(self.target) {
             return Err(format!(
                 "fault kind {:?} does not apply to target {:?}: http_500, timeout and system_error \
-                 apply to jscode2session, unifiedorder, orderquery and closeorder; not_enough to \
-                 pay; duplicate, out_of_order, wrong_sign, wrong_amount and drop to notify; \
-                 err_code to unifiedorder, orderquery and closeorder; trade_state to orderquery; \
-                 ignored to closeorder",
+                 apply to jscode2session, unifiedorder, orderquery, closeorder, jsapi, query and \
+                 close; not_enough to pay; duplicate, out_of_order, wrong_sign, wrong_amount, drop, \
+                 signtest, skewed and bad_tag to notify; rotated_key to notify, jsapi, query and \
+                 close; err_code to unifiedorder, orderquery, closeorder, jsapi, query and close; \
+                 trade_state to orderquery and query; ignored to closeorder and close",
                 self.kind, self.target
             ));
         }

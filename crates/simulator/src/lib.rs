@@ -14,7 +14,8 @@
 //! | [`config`] | apps and merchants, from `.dev.vars` or flags |
 //! | [`state`] | codes, users, orders, the delivery log: plain data, persisted by `--state` |
 //! | [`faults`] | injected failures, consumed by matching calls |
-//! | [`wechat`] | WeChat's server endpoints |
+//! | [`wechat`] | WeChat's server endpoints (v2 XML, jscode2session) |
+//! | [`wechat_v3`] | WeChat Pay APIv3: JSAPI prepay, query, close, signed like WeChat |
 //! | [`app`] | the app's side and the `/sim/*` controls |
 //! | [`notifier`] | delivering notifies on WeChat's retry schedule |
 
@@ -24,6 +25,7 @@ pub mod faults;
 pub mod notifier;
 pub mod state;
 pub mod wechat;
+pub mod wechat_v3;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
@@ -123,6 +125,16 @@ impl Sim {
         real.saturating_add(self.clock_offset_ms.load(Ordering::SeqCst))
     }
 
+    /// The real clock in Unix seconds, without `/sim/clock`'s offset: v3 signatures carry
+    /// it (`Wechatpay-Timestamp`) and check the merchant's `Authorization` timestamp against
+    /// it, because the merchant checks with its own real clock; the offset only moves
+    /// WeChat's business time (codes, prepay_ids expiring).
+    pub fn wall_secs(&self) -> i64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+    }
+
     /// Moves simulated time forward (never back: WeChat's clock does not go back).
     pub fn advance_clock(&self, ms: i64) -> i64 {
         let mut st = self.state_mut();
@@ -173,6 +185,15 @@ pub fn router(sim: Arc<Sim>) -> Router {
         .route("/pay/unifiedorder", post(wechat::unifiedorder))
         .route("/pay/orderquery", post(wechat::orderquery))
         .route("/pay/closeorder", post(wechat::closeorder))
+        .route("/v3/pay/transactions/jsapi", post(wechat_v3::jsapi))
+        .route(
+            "/v3/pay/transactions/out-trade-no/{out_trade_no}",
+            get(wechat_v3::query),
+        )
+        .route(
+            "/v3/pay/transactions/out-trade-no/{out_trade_no}/close",
+            post(wechat_v3::close),
+        )
         .route("/sim/login", post(app::login))
         .route("/sim/userinfo", post(app::userinfo))
         .route("/sim/pay", post(app::pay))

@@ -28,8 +28,12 @@ enum LogFormat {
 /// WeChat's servers:
 ///   GET  /sns/jscode2session?appid&secret&js_code&grant_type   (JSON, WeChat's errcodes)
 ///   POST /pay/unifiedorder | /pay/orderquery | /pay/closeorder  (signed XML, MD5 or HMAC-SHA256)
-///   and, after a payment, the signed notify POSTed to the order's notify_url, retried on
-///   WeChat's schedule (15s 15s 30s 3m 10m 20m 30m 30m 30m 60m 3h 3h 3h 6h 6h) until it reads SUCCESS.
+///   POST /v3/pay/transactions/jsapi                             (APIv3: JSON, Authorization
+///   GET  /v3/pay/transactions/out-trade-no/{no}?mchid=           WECHATPAY2-SHA256-RSA2048,
+///   POST /v3/pay/transactions/out-trade-no/{no}/close            answers signed Wechatpay-*)
+///   and, after a payment, the signed notify POSTed to the order's notify_url (v2 XML, or the
+///   v3 JSON envelope for a v3 order), retried on WeChat's schedule (15s 15s 30s 3m 10m 20m
+///   30m 30m 30m 60m 3h 3h 3h 6h 6h) until acknowledged.
 ///
 /// The WeChat app (JSON), for scripts and tests:
 ///   POST /sim/login {appid, openid?}            -> {code, openid}       (wx.login)
@@ -43,8 +47,10 @@ enum LogFormat {
 ///   POST /sim/reset                            forget everything
 ///
 /// The app and merchant come from .dev.vars (WECHAT_APPID, WECHAT_APP_SECRET, WECHAT_MCH_ID,
-/// WECHAT_PAY_KEY, SIGN_TYPE), the file the worker reads under `wrangler dev`, so the two
-/// always agree. `scripts/dev` writes it. Logs: one line per request; RUST_LOG=warn quiets them.
+/// WECHAT_PAY_KEY, SIGN_TYPE; for APIv3 WECHAT_PAY_V3_PRIVATE_KEY, WECHAT_PAY_V3_SERIAL,
+/// WECHAT_PAY_V3_KEY, WECHAT_PAY_PUBLIC_KEY, WECHAT_PAY_PUBLIC_KEY_ID and wxsim's own
+/// WXSIM_WECHAT_PRIVATE_KEY, WXSIM_ROTATED_PRIVATE_KEY), the file the worker reads under
+/// `wrangler dev`, so the two always agree. `scripts/dev` writes it. Logs: one line per request; RUST_LOG=warn quiets them.
 #[derive(Parser)]
 #[command(name = "wxsim", version, verbatim_doc_comment)]
 struct Args {
@@ -186,6 +192,7 @@ async fn main() -> ExitCode {
         listen = %args.listen,
         apps = ?config.apps.keys().collect::<Vec<_>>(),
         merchants = ?config.merchants.keys().collect::<Vec<_>>(),
+        v3_merchants = ?config.v3.keys().collect::<Vec<_>>(),
         time_scale = args.time_scale,
         "wxsim ready"
     );

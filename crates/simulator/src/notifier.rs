@@ -1,5 +1,9 @@
 //! The async payment notify: POST WeChat's signed XML to the order's notify_url until the
-//! receiver answers `SUCCESS`, on WeChat's retry schedule (scaled by `--time-scale`).
+//! receiver answers `SUCCESS`, on WeChat's retry schedule (scaled by `--time-scale`). An
+//! order placed through APIv3 gets the v3 notify instead: the JSON envelope with its
+//! resource encrypted under the merchant's APIv3 key, signed in the `Wechatpay-*` headers,
+//! acknowledged by HTTP 200 or 204 (支付成功回调通知, <https://pay.weixin.qq.com/doc/v3/merchant/4012791836>);
+//! same schedule, same delivery log.
 //!
 //! Every attempt lands in the delivery log (`/sim/notifications`), so a test can see what
 //! the receiver answered each time and when.
@@ -9,11 +13,23 @@ use std::time::Duration;
 
 use wxedge_core::notify::{self, PaidNotice, RETRY_SCHEDULE_SECS};
 use wxedge_core::pay::Merchant;
+use wxedge_core::v3::notify as v3notify;
+use wxedge_core::v3::verify;
 use wxedge_core::{Fen, random};
 
 use crate::Sim;
-use crate::faults::{Fault, Kind};
-use crate::state::{Delivery, Order, TradeState};
+use crate::faults::{Fault, Kind, SKEW_SECS};
+use crate::state::{Api, Delivery, Order, TradeState};
+use crate::wechat_v3::rfc3339;
+
+/// One notify ready to POST.
+struct Outgoing {
+    body: String,
+    content_type: &'static str,
+    /// The `Wechatpay-*` headers of a v3 notify.
+    headers: Vec<(&'static str, String)>,
+    api: Api,
+}
 
 /// Starts delivering the notify of a just-paid order.
 pub fn schedule(sim: &Arc<Sim>, order_key: String, faults: Vec<Fault>) {
@@ -41,8 +57,81 @@ fn delay(sim: &Sim, secs: u64) -> Duration {
     Duration::from_secs_f64(secs as f64 * sim.options.time_scale)
 }
 
+/// The notify for `order`, in the API that placed it, possibly tampered with as a fault
+/// asks; `rotated`: signed with wxsim's second WeChat key (v3 only).
+fn outgoing(sim: &Sim, order: &Order, tamper: Option<Kind>, rotated: bool) -> Option<Outgoing> {
+    match order.api {
+        Api::V2 => Some(Outgoing {
+            body: v2_body(sim, order, tamper)?,
+            content_type: "text/xml; charset=utf-8",
+            headers: Vec::new(),
+            api: Api::V2,
+        }),
+        Api::V3 => v3_outgoing(sim, order, tamper, rotated),
+    }
+}
+
+/// The v3 notify: built, encrypted and signed by the core; the faults decide only which
+/// bytes are signed, with which key, at which time.
+fn v3_outgoing(sim: &Sim, order: &Order, tamper: Option<Kind>, rotated: bool) -> Option<Outgoing> {
+    let merchant = sim.config.v3.get(&order.mch_id)?;
+    let key = if rotated {
+        sim.config.rotated_key.as_ref()?
+    } else {
+        sim.config.wechat_key.as_ref()?
+    };
+    let total = order.total_fee + u64::from(tamper == Some(Kind::WrongAmount));
+    let resource_nonce = random::alphanumeric(12).ok()?;
+    let notify_id = format!("EV-{}", random::alphanumeric(24).ok()?);
+    let success_time = rfc3339(order.time_end.as_deref().unwrap_or_default());
+    let notice = v3notify::PaidNotice {
+        notify_id: &notify_id,
+        appid: &order.appid,
+        mchid: &order.mch_id,
+        out_trade_no: &order.out_trade_no,
+        transaction_id: order.transaction_id.as_deref().unwrap_or_default(),
+        total: Fen::new(total),
+        openid: order.openid.as_deref().unwrap_or_default(),
+        success_time: &success_time,
+        nonce: &resource_nonce,
+    };
+    let body = if tamper == Some(Kind::BadTag) {
+        v3notify::build_paid_notify_bad_tag(&merchant.api_v3_key, &notice)
+    } else {
+        v3notify::build_paid_notify(&merchant.api_v3_key, &notice)
+    }
+    .ok()?;
+    let timestamp = sim.wall_secs()
+        - if tamper == Some(Kind::Skewed) {
+            SKEW_SECS
+        } else {
+            0
+        };
+    let nonce = random::nonce_str().ok()?;
+    // A forgery: a genuine signature, but of other bytes than those sent.
+    let signed: &[u8] = if tamper == Some(Kind::WrongSign) {
+        b"{}"
+    } else {
+        body.as_bytes()
+    };
+    let mut headers = verify::sign(&*key.key, &key.id, timestamp, &nonce, signed).ok()?;
+    if tamper == Some(Kind::Signtest) {
+        headers = headers.probe();
+    }
+    Some(Outgoing {
+        headers: headers
+            .pairs()
+            .iter()
+            .map(|(k, v)| (*k, (*v).to_owned()))
+            .collect(),
+        body,
+        content_type: "application/json",
+        api: Api::V3,
+    })
+}
+
 /// The notify XML for `order`, possibly tampered with as a fault asks.
-fn body(sim: &Sim, order: &Order, tamper: Option<Kind>) -> Option<String> {
+fn v2_body(sim: &Sim, order: &Order, tamper: Option<Kind>) -> Option<String> {
     let mut merchant: Merchant = sim.config.merchants.get(&order.mch_id)?.clone();
     merchant.sign_type = order.sign_type.parse().unwrap_or(merchant.sign_type);
     let mut total_fee = order.total_fee;
@@ -64,22 +153,24 @@ fn body(sim: &Sim, order: &Order, tamper: Option<Kind>) -> Option<String> {
     notify::build_paid_notify(&merchant, &notice).ok()
 }
 
-/// One POST; the receiver's status, the start of its answer, and whether it said SUCCESS.
-async fn post(sim: &Sim, url: &str, body: String) -> (Option<u16>, String, bool, Option<String>) {
-    let res = sim
-        .http
-        .post(url)
-        .header("content-type", "text/xml; charset=utf-8")
-        .body(body)
-        .send()
-        .await;
+/// One POST; the receiver's status, the start of its answer, and whether it acknowledged
+/// (v2: `SUCCESS` in a 2xx; v3: 200 or 204).
+async fn post(sim: &Sim, url: &str, out: Outgoing) -> (Option<u16>, String, bool, Option<String>) {
+    let mut req = sim.http.post(url).header("content-type", out.content_type);
+    for (name, value) in &out.headers {
+        req = req.header(*name, value);
+    }
+    let res = req.body(out.body).send().await;
     match res {
         Err(e) => (None, String::new(), false, Some(error_text(&e))),
         Ok(res) => {
             let status = res.status().as_u16();
             match res.bytes().await {
                 Ok(bytes) => {
-                    let ok = (200..300).contains(&status) && notify::is_success_reply(&bytes);
+                    let ok = match out.api {
+                        Api::V2 => (200..300).contains(&status) && notify::is_success_reply(&bytes),
+                        Api::V3 => v3notify::is_success_status(status),
+                    };
                     let answer: String =
                         String::from_utf8_lossy(&bytes).chars().take(300).collect();
                     (Some(status), answer, ok, None)
@@ -101,15 +192,24 @@ fn error_text(e: &reqwest::Error) -> String {
 }
 
 /// Sends one notify and logs it; returns whether it was acknowledged.
-async fn attempt(sim: &Sim, key: &str, kind: Option<Kind>, attempt: u32) -> Option<bool> {
+async fn attempt(
+    sim: &Sim,
+    key: &str,
+    kind: Option<Kind>,
+    attempt: u32,
+    rotated: bool,
+) -> Option<bool> {
     let order = sim.state().orders.get(key).cloned()?;
-    let body = body(sim, &order, kind)?;
-    let (status, answer, success, error) = post(sim, &order.notify_url, body).await;
+    let out = outgoing(sim, &order, kind, rotated)?;
+    let (status, answer, success, error) = post(sim, &order.notify_url, out).await;
     let kind_name = match kind {
         None => "notify",
         Some(Kind::Duplicate) => "duplicate",
         Some(Kind::WrongSign) => "wrong_sign",
         Some(Kind::WrongAmount) => "wrong_amount",
+        Some(Kind::Signtest) => "signtest",
+        Some(Kind::Skewed) => "skewed",
+        Some(Kind::BadTag) => "bad_tag",
         Some(_) => "notify",
     };
     tracing::info!(
@@ -177,9 +277,25 @@ async fn deliver(sim: Arc<Sim>, key: String, faults: Vec<Fault>) {
     if let Some(f) = has(Kind::OutOfOrder) {
         tokio::time::sleep(Duration::from_millis(f.delay_ms)).await;
     }
-    for forged in [Kind::WrongSign, Kind::WrongAmount] {
-        if has(forged).is_some() && sim.generation() == generation {
-            attempt(&sim, &key, Some(forged), 1).await;
+    // WeChat switched keys: every try of this notify is signed with the second one.
+    let rotated = has(Kind::RotatedKey).is_some();
+    // The v3-only forgeries (probe, stale timestamp, broken tag) have no v2 form: a v2
+    // order skips them (the fault is still used up).
+    let is_v3 = sim
+        .state()
+        .orders
+        .get(&key)
+        .is_some_and(|o| o.api == Api::V3);
+    for forged in [
+        Kind::WrongSign,
+        Kind::WrongAmount,
+        Kind::Signtest,
+        Kind::Skewed,
+        Kind::BadTag,
+    ] {
+        let v3_only = matches!(forged, Kind::Signtest | Kind::Skewed | Kind::BadTag);
+        if has(forged).is_some() && (is_v3 || !v3_only) && sim.generation() == generation {
+            attempt(&sim, &key, Some(forged), 1, rotated).await;
         }
     }
     let mut n = sim
@@ -192,12 +308,12 @@ async fn deliver(sim: Arc<Sim>, key: String, faults: Vec<Fault>) {
             return;
         }
         n += 1;
-        let Some(success) = attempt(&sim, &key, None, n).await else {
+        let Some(success) = attempt(&sim, &key, None, n, rotated).await else {
             return;
         };
         if success {
             if has(Kind::Duplicate).is_some() && sim.generation() == generation {
-                attempt(&sim, &key, Some(Kind::Duplicate), 1).await;
+                attempt(&sim, &key, Some(Kind::Duplicate), 1, rotated).await;
             }
             return;
         }

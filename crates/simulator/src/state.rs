@@ -57,8 +57,22 @@ pub struct NotifyProgress {
     pub gave_up: bool,
 }
 
+/// Which WeChat Pay API placed an order: its notify goes out in the same one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Api {
+    /// XML, MD5 or HMAC-SHA256 (unifiedorder).
+    #[default]
+    V2,
+    /// JSON, SHA256withRSA, the resource AES-256-GCM encrypted (`/v3/pay/transactions/jsapi`).
+    V3,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Order {
+    /// Orders saved before v3 existed are v2.
+    #[serde(default)]
+    pub api: Api,
     pub appid: String,
     pub mch_id: String,
     pub out_trade_no: String,

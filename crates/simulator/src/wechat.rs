@@ -18,7 +18,7 @@ use wxedge_core::pay::{self, Merchant};
 use wxedge_core::{Params, crypt, random};
 
 use crate::faults::{self, Kind, Target};
-use crate::state::{Order, State, TradeState};
+use crate::state::{Api, Order, State, TradeState};
 use crate::{CODE_TTL_MS, PREPAY_TTL_MS, RATE_LIMIT_CALLS, RATE_LIMIT_WINDOW_MS, Sim, SimState};
 
 /// WeChat answers jscode2session as JSON labelled `text/plain`.
@@ -40,7 +40,7 @@ fn xml_response(body: String) -> Response {
 }
 
 /// The fault-injected answers every WeChat endpoint can give.
-async fn transport_fault(fault: &faults::Fault) -> Option<Response> {
+pub(crate) async fn transport_fault(fault: &faults::Fault) -> Option<Response> {
     match fault.kind {
         Kind::Http500 => {
             Some((StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error").into_response())
@@ -262,7 +262,7 @@ fn order_fields(params: &Params) -> Params {
         .collect()
 }
 
-fn prepay_id(now_ms: i64) -> Result<String, (&'static str, String)> {
+pub(crate) fn prepay_id(now_ms: i64) -> Result<String, (&'static str, String)> {
     let tail = random::alphanumeric(20)
         .map_err(|e| ("SYSTEMERROR", e.to_string()))?
         .to_ascii_lowercase();
@@ -285,75 +285,34 @@ fn unified_order(sim: &Sim, merchant: &Merchant, params: &Params) -> Outcome {
         .and_then(|v| v.parse().ok())
         .ok_or(("PARAM_ERROR", "total_fee is invalid".to_owned()))?;
     let trade_type = get("trade_type").unwrap_or_default();
-    let openid = get("openid");
-    let now = sim.now_ms();
-    let mut st = sim.state_mut();
-    if let Some(openid) = &openid
-        && !st
-            .users
-            .contains_key(&State::user_key(&merchant.appid, openid))
-    {
-        return Err((
-            "PARAM_ERROR",
-            format!(
-                "openid {openid} is not a user of appid {} (log the user in with /sim/login and jscode2session first)",
-                merchant.appid
-            ),
-        ));
-    }
-    let key = Order::key(&merchant.mch_id, &out_trade_no);
-    let fields = order_fields(params);
-    let prepay = if let Some(order) = st.orders.get_mut(&key) {
-        match order.state {
-            TradeState::Success => return Err(("ORDERPAID", "商户订单已支付".into())),
-            TradeState::Closed => return Err(("ORDERCLOSED", "订单已关闭".into())),
-            TradeState::Notpay => {}
-        }
-        if order.appid != merchant.appid {
-            return Err(("OUT_TRADE_NO_USED", "商户订单号重复".into()));
-        }
-        if order.fields != fields {
-            return Err((
-                "INVALID_REQUEST",
-                "201 商户订单号重复: an order with this out_trade_no exists with other parameters"
-                    .into(),
-            ));
-        }
-        if now - order.prepay_ms < PREPAY_TTL_MS {
-            order.prepay_id.clone()
-        } else {
-            let new_prepay = prepay_id(now)?;
-            order.prepay_id = new_prepay.clone();
-            order.prepay_ms = now;
-            st.prepays.insert(new_prepay.clone(), key);
-            new_prepay
-        }
-    } else {
-        let new_prepay = prepay_id(now)?;
-        let order = Order {
+    let placed = place_order(
+        sim,
+        NewOrder {
+            api: Api::V2,
             appid: merchant.appid.clone(),
             mch_id: merchant.mch_id.clone(),
             out_trade_no,
             total_fee,
-            openid,
+            openid: get("openid"),
             notify_url: get("notify_url").unwrap_or_default(),
             attach: get("attach"),
             trade_type: trade_type.clone(),
             sign_type: merchant.sign_type.as_str().to_owned(),
-            fields,
-            prepay_id: new_prepay.clone(),
-            prepay_ms: now,
-            created_ms: now,
-            state: TradeState::Notpay,
-            transaction_id: None,
-            time_end: None,
-            notify: Default::default(),
-        };
-        st.orders.insert(key.clone(), order);
-        st.prepays.insert(new_prepay.clone(), key);
-        new_prepay
-    };
-    drop(st);
+            fields: order_fields(params),
+        },
+    );
+    let prepay = placed.map_err(|refusal| match refusal {
+        PlaceRefusal::UnknownUser(msg) => ("PARAM_ERROR", msg),
+        PlaceRefusal::Paid => ("ORDERPAID", "商户订单已支付".into()),
+        PlaceRefusal::Closed => ("ORDERCLOSED", "订单已关闭".into()),
+        PlaceRefusal::OtherApp => ("OUT_TRADE_NO_USED", "商户订单号重复".into()),
+        PlaceRefusal::Changed => (
+            "INVALID_REQUEST",
+            "201 商户订单号重复: an order with this out_trade_no exists with other parameters"
+                .into(),
+        ),
+        PlaceRefusal::System(msg) => ("SYSTEMERROR", msg),
+    })?;
     let mut out = Params::new();
     if trade_type == "NATIVE" {
         out.insert(
@@ -367,6 +326,97 @@ fn unified_order(sim: &Sim, merchant: &Merchant, params: &Params) -> Outcome {
     out.insert("prepay_id".into(), prepay);
     out.insert("trade_type".into(), trade_type);
     Ok(out)
+}
+
+/// What a prepay asks for, in either API: v2's unifiedorder and v3's jsapi share one
+/// order store, so `/sim/pay`, `/sim/orders` and both queries see every order.
+pub(crate) struct NewOrder {
+    pub api: Api,
+    pub appid: String,
+    pub mch_id: String,
+    pub out_trade_no: String,
+    pub total_fee: u64,
+    pub openid: Option<String>,
+    pub notify_url: String,
+    pub attach: Option<String>,
+    pub trade_type: String,
+    pub sign_type: String,
+    /// The business fields: a second prepay for the same out_trade_no must repeat them.
+    pub fields: Params,
+}
+
+/// Why a prepay is refused; each API words it its own way.
+pub(crate) enum PlaceRefusal {
+    UnknownUser(String),
+    Paid,
+    Closed,
+    /// The out_trade_no is another app's order.
+    OtherApp,
+    /// The same out_trade_no with other parameters.
+    Changed,
+    System(String),
+}
+
+/// Places (or re-places) an order: the same out_trade_no with the same parameters gives
+/// the same prepay_id for 2 hours, then a fresh one.
+pub(crate) fn place_order(sim: &Sim, new: NewOrder) -> Result<String, PlaceRefusal> {
+    let now = sim.now_ms();
+    let fresh = || prepay_id(now).map_err(|(_, e)| PlaceRefusal::System(e));
+    let mut st = sim.state_mut();
+    if let Some(openid) = &new.openid
+        && !st.users.contains_key(&State::user_key(&new.appid, openid))
+    {
+        return Err(PlaceRefusal::UnknownUser(format!(
+            "openid {openid} is not a user of appid {} (log the user in with /sim/login and jscode2session first)",
+            new.appid
+        )));
+    }
+    let key = Order::key(&new.mch_id, &new.out_trade_no);
+    if let Some(order) = st.orders.get_mut(&key) {
+        match order.state {
+            TradeState::Success => return Err(PlaceRefusal::Paid),
+            TradeState::Closed => return Err(PlaceRefusal::Closed),
+            TradeState::Notpay => {}
+        }
+        if order.appid != new.appid {
+            return Err(PlaceRefusal::OtherApp);
+        }
+        if order.fields != new.fields || order.api != new.api {
+            return Err(PlaceRefusal::Changed);
+        }
+        if now - order.prepay_ms < PREPAY_TTL_MS {
+            return Ok(order.prepay_id.clone());
+        }
+        let new_prepay = fresh()?;
+        order.prepay_id = new_prepay.clone();
+        order.prepay_ms = now;
+        st.prepays.insert(new_prepay.clone(), key);
+        return Ok(new_prepay);
+    }
+    let new_prepay = fresh()?;
+    let order = Order {
+        api: new.api,
+        appid: new.appid,
+        mch_id: new.mch_id,
+        out_trade_no: new.out_trade_no,
+        total_fee: new.total_fee,
+        openid: new.openid,
+        notify_url: new.notify_url,
+        attach: new.attach,
+        trade_type: new.trade_type,
+        sign_type: new.sign_type,
+        fields: new.fields,
+        prepay_id: new_prepay.clone(),
+        prepay_ms: now,
+        created_ms: now,
+        state: TradeState::Notpay,
+        transaction_id: None,
+        time_end: None,
+        notify: Default::default(),
+    };
+    st.orders.insert(key.clone(), order);
+    st.prepays.insert(new_prepay.clone(), key);
+    Ok(new_prepay)
 }
 
 fn find_order(

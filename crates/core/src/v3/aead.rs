@@ -139,6 +139,21 @@ pub fn encrypt(
     Ok(STANDARD.encode(sealed))
 }
 
+/// `ciphertext_b64` with the last byte of its tag flipped: for senders that test a
+/// receiver's tag check (wxsim's `bad_tag` fault). Never panics.
+pub fn corrupt_tag(ciphertext_b64: &str) -> Result<String, AeadError> {
+    let mut sealed = STANDARD
+        .decode(ciphertext_b64.as_bytes())
+        .map_err(|_| AeadError::BadBase64)?;
+    if sealed.len() < TAG_LEN {
+        return Err(AeadError::TooShort(sealed.len()));
+    }
+    if let Some(b) = sealed.last_mut() {
+        *b ^= 0x01;
+    }
+    Ok(STANDARD.encode(sealed))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -180,6 +180,106 @@ impl ApiError {
     }
 }
 
+impl Code {
+    /// The HTTP status WeChat answers this code with (the status column of the tables the
+    /// module docs cite; a code they do not list is a 400).
+    pub fn status(&self) -> u16 {
+        match self {
+            Code::SignError => 401,
+            Code::UserPaying => 202,
+            Code::AccountError
+            | Code::NoAuth
+            | Code::NotEnough
+            | Code::OutTradeNoUsed
+            | Code::RuleLimit
+            | Code::TradeError => 403,
+            Code::OrderNotExist => 404,
+            Code::FrequencyLimited => 429,
+            Code::SystemError
+            | Code::BankError
+            | Code::InvalidTransactionid
+            | Code::OpenidMismatch => 500,
+            Code::ParamError
+            | Code::InvalidRequest
+            | Code::AppidMchidNotMatch
+            | Code::MchNotExists
+            | Code::OrderClosed
+            | Code::Other(_) => 400,
+        }
+    }
+}
+
+/// How much of the body WeChat keeps in `truncated_sign_message`: every answer WeChat's
+/// community threads show keeps 8 bytes of the body line (`{"mchid"`, `{"appid"`,
+/// `{"amount`), then the line's `\n`.
+const TRUNCATED_BODY_BYTES: usize = 8;
+
+impl ApiError {
+    /// An error answer as WeChat writes it (for wxsim): `code`'s own status.
+    pub fn new(code: Code, message: &str) -> ApiError {
+        ApiError {
+            status: code.status(),
+            code,
+            message: message.to_owned(),
+            detail: None,
+        }
+    }
+
+    /// The 401 SIGN_ERROR WeChat answers when a request's signature does not verify, with
+    /// `detail.sign_information` built from `message`, the message WeChat rebuilt from the
+    /// request (its four first lines whole, the body line cut to 8 bytes;
+    /// `sign_message_length` the whole message's bytes). The shape is the one on the wire
+    /// (`detail.detail.issue`, `field`, `location`, `sign_information{method, url,
+    /// sign_message_length, truncated_sign_message}`), as WeChat's answers quoted in
+    /// <https://developers.weixin.qq.com/community/pay/doc/000a4ed764c330a1ff4c57d4b5bc00> and
+    /// <https://developers.weixin.qq.com/community/pay/doc/000ea00b1bcb181c9979d671e56400> show
+    /// it; the fields are described in 如何定位"错误的签名，导致验签失败"的错误,
+    /// <https://wechatpay-api.gitbook.io/wechatpay-api-v3/chang-jian-wen-ti/qian-ming-xiang-guan>.
+    pub fn sign_mismatch(method: &str, url: &str, message: &[u8]) -> ApiError {
+        let mut head_end = 0;
+        for _ in 0..4 {
+            head_end += message[head_end..]
+                .iter()
+                .position(|&b| b == b'\n')
+                .map_or(message.len() - head_end, |i| i + 1);
+        }
+        let body = &message[head_end..];
+        let body = body.strip_suffix(b"\n").unwrap_or(body);
+        let mut cut = body.len().min(TRUNCATED_BODY_BYTES);
+        while cut > 0 && std::str::from_utf8(&body[..cut]).is_err() {
+            cut -= 1;
+        }
+        let mut truncated = String::from_utf8_lossy(&message[..head_end]).into_owned();
+        truncated.push_str(&String::from_utf8_lossy(&body[..cut]));
+        truncated.push('\n');
+        ApiError {
+            status: 401,
+            code: Code::SignError,
+            message: "错误的签名，验签失败".to_owned(),
+            detail: Some(serde_json::json!({
+                "detail": { "issue": "sign not match" },
+                "field": "signature",
+                "location": "authorization",
+                "sign_information": {
+                    "method": method,
+                    "sign_message_length": message.len(),
+                    "truncated_sign_message": truncated,
+                    "url": url,
+                },
+            })),
+        }
+    }
+
+    /// The answer's JSON body: `{"code","message"}` and `detail` when there is one.
+    pub fn to_body(&self) -> String {
+        let mut v = serde_json::json!({ "code": self.code.as_str(), "message": self.message });
+        if let Some(d) = &self.detail {
+            v["detail"] = d.clone();
+        }
+        v.to_string()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -211,5 +311,24 @@ mod tests {
         let e = ApiError::parse(502, b"<html>bad gateway</html>");
         assert_eq!(e.code, Code::Other(String::new()));
         assert!(e.is_transient());
+    }
+    #[test]
+    fn a_sign_mismatch_reads_back_as_wechat_wrote_it() {
+        let m = b"POST\n/v3/pay/transactions/jsapi\n1756951532\nIXlH\n{\"amount\":{\"total\":1}}\n";
+        let e = ApiError::sign_mismatch("POST", "/v3/pay/transactions/jsapi", m);
+        let back = ApiError::parse(401, e.to_body().as_bytes());
+        assert_eq!(back.code, Code::SignError);
+        let info = back.sign_information().unwrap();
+        assert_eq!(info.sign_message_length, m.len() as u64);
+        assert_eq!(
+            info.truncated_sign_message,
+            "POST\n/v3/pay/transactions/jsapi\n1756951532\nIXlH\n{\"amount\n"
+        );
+        let get = ApiError::sign_mismatch("GET", "/v3/x?a=1", b"GET\n/v3/x?a=1\n1\nn\n\n");
+        assert!(
+            get.to_body()
+                .contains(r#""truncated_sign_message":"GET\n/v3/x?a=1\n1\nn\n\n""#)
+        );
+        assert_eq!(ApiError::new(Code::OrderNotExist, "订单不存在").status, 404);
     }
 }

@@ -20,7 +20,7 @@ use base64::engine::general_purpose::STANDARD;
 use thiserror::Error;
 
 use crate::ErrorCode;
-use crate::v3::rsa::{RsaError, RsaSigner};
+use crate::v3::rsa::{RsaError, RsaSigner, RsaVerifier};
 
 /// The authentication scheme of every APIv3 request.
 pub const SCHEMA: &str = "WECHATPAY2-SHA256-RSA2048";
@@ -314,6 +314,111 @@ pub fn authorize(
     Ok(Authorization::new(mchid, serial_no, request, &signature)?.to_header_value())
 }
 
+/// Why WeChat refuses a request's `Authorization` with 401 SIGN_ERROR, judged on WeChat's
+/// side (wxsim). Each variant carries what the answer's `message` says, in WeChat's words
+/// (the 401 table of 签名相关常见问题,
+/// <https://wechatpay-api.gitbook.io/wechatpay-api-v3/chang-jian-wen-ti/qian-ming-xiang-guan>).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum RequestRefusal {
+    /// Missing, or not five quoted fields after the schema: "Http头Authorization值格式错误".
+    #[error("Http头Authorization值格式错误: {0}")]
+    Unreadable(AuthorizationError),
+    /// `serial_no` is not the merchant's API certificate: "商户证书序列号有误".
+    #[error("商户证书序列号有误: serial_no {0:?} is not this merchant's API certificate")]
+    WrongSerial(String),
+    /// More than [`crate::v3::verify::MAX_SKEW_SECS`] from WeChat's clock.
+    #[error("Http头Authorization中的timestamp与发起请求的时间不得超过5分钟")]
+    Skewed,
+    /// The signature does not verify over the message WeChat rebuilt from the request;
+    /// `message` is that message, for the answer's `sign_information`.
+    #[error("错误的签名，验签失败")]
+    Mismatch { message: Vec<u8> },
+}
+
+impl ErrorCode for RequestRefusal {
+    fn code(&self) -> &'static str {
+        match self {
+            RequestRefusal::Unreadable(e) => e.code(),
+            RequestRefusal::WrongSerial(_) => "V3_UNKNOWN_SERIAL",
+            RequestRefusal::Skewed => "V3_TIMESTAMP_SKEW",
+            RequestRefusal::Mismatch { .. } => "SIGN_MISMATCH",
+        }
+    }
+}
+
+impl RequestRefusal {
+    /// The text of the answer's `message`, as WeChat writes it.
+    pub fn wechat_message(&self) -> &'static str {
+        match self {
+            RequestRefusal::Unreadable(_) => "Http头Authorization值格式错误",
+            RequestRefusal::WrongSerial(_) => "商户证书序列号有误",
+            RequestRefusal::Skewed => {
+                "Http头Authorization中的timestamp与发起请求的时间不得超过5分钟"
+            }
+            RequestRefusal::Mismatch { .. } => "错误的签名，验签失败",
+        }
+    }
+}
+
+/// WeChat's check of a received request (for wxsim): the parsed `Authorization` against
+/// the merchant's API certificate `serial` and public `key`, over the message rebuilt from what arrived: `method`, `url` (path with query,
+/// exactly as received), the header's own timestamp and nonce, and the raw `body`. `now` is
+/// the caller's clock (Unix seconds). The merchant is found by the caller from
+/// [`Authorization::parse`]'s `mchid` first; this checks the rest, in WeChat's order.
+pub fn check_request(
+    auth: &Authorization,
+    method: &str,
+    url: &str,
+    body: &[u8],
+    serial: &str,
+    key: &impl RsaVerifier,
+    now: i64,
+) -> Result<(), RequestRefusal> {
+    if auth.serial_no != serial {
+        return Err(RequestRefusal::WrongSerial(auth.serial_no.clone()));
+    }
+    let timestamp =
+        auth.timestamp_secs()
+            .ok_or(RequestRefusal::Unreadable(AuthorizationError::Malformed {
+                position: 0,
+                reason: "timestamp is not Unix seconds",
+            }))?;
+    if now.abs_diff(timestamp) > crate::v3::verify::MAX_SKEW_SECS {
+        return Err(RequestRefusal::Skewed);
+    }
+    let request = Request {
+        method,
+        url,
+        timestamp,
+        nonce_str: &auth.nonce_str,
+        body,
+    };
+    // A message that cannot even be built (a GET with a body, a lowercase method) is one
+    // no signature matches: WeChat answers it as a mismatch, showing what it would sign.
+    let message = request.message().unwrap_or_else(|_| {
+        let mut m = Vec::new();
+        for line in [
+            method.as_bytes(),
+            url.as_bytes(),
+            auth.timestamp.as_bytes(),
+            auth.nonce_str.as_bytes(),
+            body,
+        ] {
+            m.extend_from_slice(line);
+            m.push(b'\n');
+        }
+        m
+    });
+    let valid = STANDARD
+        .decode(auth.signature.as_bytes())
+        .is_ok_and(|sig| key.verify(&message, &sig));
+    if valid {
+        Ok(())
+    } else {
+        Err(RequestRefusal::Mismatch { message })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -388,6 +493,55 @@ mod tests {
         assert_eq!(
             p(&format!("{SCHEMA} appid=\"1\"")),
             AuthorizationError::UnknownField("appid".into())
+        );
+    }
+    /// A stand-in RSA pair: the signature is the message reversed.
+    struct Mirror;
+    impl RsaSigner for Mirror {
+        fn sign(&self, message: &[u8]) -> Result<Vec<u8>, RsaError> {
+            Ok(message.iter().rev().copied().collect())
+        }
+    }
+    impl RsaVerifier for Mirror {
+        fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
+            message.iter().rev().eq(signature.iter())
+        }
+    }
+
+    #[test]
+    fn wechat_rebuilds_the_message_from_what_arrived() {
+        let serial = "408B07E79B8269FEC3D5D3E6AB8ED163A6A380DB";
+        let mut r = get("/v3/pay/transactions/out-trade-no/T00001?mchid=1900007291");
+        r.method = "GET";
+        let header = authorize(&Mirror, "1900007291", serial, &r).unwrap();
+        let auth = Authorization::parse(&header).unwrap();
+        let now = r.timestamp + 10;
+        assert_eq!(
+            check_request(&auth, "GET", r.url, b"", serial, &Mirror, now),
+            Ok(())
+        );
+        // The query dropped on the way: the message WeChat built says so.
+        let Err(RequestRefusal::Mismatch { message }) = check_request(
+            &auth,
+            "GET",
+            "/v3/pay/transactions/out-trade-no/T00001",
+            b"",
+            serial,
+            &Mirror,
+            now,
+        ) else {
+            panic!("a changed URL must not verify");
+        };
+        assert!(
+            message.starts_with(b"GET\n/v3/pay/transactions/out-trade-no/T00001\n1554208460\n")
+        );
+        assert_eq!(
+            check_request(&auth, "GET", r.url, b"", "OTHER", &Mirror, now),
+            Err(RequestRefusal::WrongSerial(serial.into()))
+        );
+        assert_eq!(
+            check_request(&auth, "GET", r.url, b"", serial, &Mirror, now + 301),
+            Err(RequestRefusal::Skewed)
         );
     }
 }

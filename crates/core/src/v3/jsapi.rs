@@ -388,6 +388,133 @@ pub fn parse_close(status: u16, _answer: &Verified<'_>) -> Result<(), JsapiError
     }
 }
 
+/// A prepay request as WeChat reads it (for wxsim): the body's fields, owned.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct PrepayRequest {
+    pub appid: String,
+    pub mchid: String,
+    pub description: String,
+    pub out_trade_no: String,
+    #[serde(default)]
+    pub time_expire: Option<String>,
+    #[serde(default)]
+    pub attach: Option<String>,
+    pub notify_url: String,
+    pub amount: PrepayAmount,
+    pub payer: PrepayPayer,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct PrepayAmount {
+    pub total: u64,
+    #[serde(default)]
+    pub currency: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct PrepayPayer {
+    pub openid: String,
+}
+
+impl PrepayRequest {
+    /// The order it describes, for [`validate`].
+    pub fn order(&self) -> JsapiOrder<'_> {
+        JsapiOrder {
+            appid: &self.appid,
+            mchid: &self.mchid,
+            description: &self.description,
+            out_trade_no: &self.out_trade_no,
+            notify_url: &self.notify_url,
+            total: Fen::new(self.amount.total),
+            openid: &self.payer.openid,
+            attach: self.attach.as_deref(),
+            time_expire: self.time_expire.as_deref(),
+        }
+    }
+}
+
+/// Reads a prepay body as WeChat does: JSON of the documented shape (a missing field or a
+/// wrong type is [`JsapiError::BadAnswer`]'s text, WeChat's PARAM_ERROR), then every
+/// field rule of [`validate`] and the currency (CNY only).
+pub fn parse_prepay_request(body: &[u8]) -> Result<PrepayRequest, JsapiError> {
+    let r: PrepayRequest =
+        serde_json::from_slice(body).map_err(|e| JsapiError::BadAnswer(e.to_string()))?;
+    let mut problems = validate(&r.order());
+    if r.amount.currency.as_deref().is_some_and(|c| c != "CNY") {
+        problems.push(problem("amount.currency", "must be CNY"));
+    }
+    if problems.is_empty() {
+        Ok(r)
+    } else {
+        Err(JsapiError::Invalid(problems))
+    }
+}
+
+/// Prepay's 200 answer body, `{"prepay_id": …}`.
+pub fn prepay_answer(prepay_id: &str) -> String {
+    serde_json::json!({ "prepay_id": prepay_id }).to_string()
+}
+
+/// An order as query by out_trade_no reports it (for wxsim); empty strings and `None`
+/// are left out of the answer, as WeChat leaves out what an unpaid order lacks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueryAnswer<'a> {
+    pub appid: &'a str,
+    pub mchid: &'a str,
+    pub out_trade_no: &'a str,
+    pub transaction_id: Option<&'a str>,
+    pub trade_type: &'a str,
+    /// SUCCESS, REFUND, NOTPAY, CLOSED, REVOKED, USERPAYING, PAYERROR.
+    pub trade_state: &'a str,
+    pub trade_state_desc: &'a str,
+    pub attach: Option<&'a str>,
+    /// RFC 3339; only for a paid order.
+    pub success_time: Option<&'a str>,
+    pub openid: Option<&'a str>,
+    pub total: Fen,
+}
+
+/// Query's 200 answer body: the fields [`parse_query`] reads (商户订单号查询订单, cited in the
+/// module docs).
+pub fn query_answer(a: &QueryAnswer<'_>) -> String {
+    let mut v = serde_json::json!({
+        "appid": a.appid, "mchid": a.mchid, "out_trade_no": a.out_trade_no,
+        "trade_type": a.trade_type, "trade_state": a.trade_state,
+        "trade_state_desc": a.trade_state_desc,
+        "amount": { "total": a.total.get(), "currency": "CNY" },
+    });
+    let paid = a.transaction_id.is_some();
+    if let Some(t) = a.transaction_id {
+        v["transaction_id"] = t.into();
+        v["bank_type"] = "OTHERS".into();
+        v["amount"]["payer_total"] = a.total.get().into();
+        v["amount"]["payer_currency"] = "CNY".into();
+    }
+    if let Some(t) = a.success_time.filter(|_| paid) {
+        v["success_time"] = t.into();
+    }
+    if let Some(at) = a.attach {
+        v["attach"] = at.into();
+    }
+    if let Some(o) = a.openid {
+        v["payer"] = serde_json::json!({ "openid": o });
+    }
+    v.to_string()
+}
+
+#[derive(Deserialize)]
+struct CloseBody {
+    mchid: String,
+}
+
+/// Reads close's body as WeChat does: `{"mchid": …}`, the mchid well formed.
+pub fn parse_close_request(body: &[u8]) -> Result<String, JsapiError> {
+    let b: CloseBody =
+        serde_json::from_slice(body).map_err(|e| JsapiError::BadAnswer(e.to_string()))?;
+    check_mchid(&b.mchid)?;
+    Ok(b.mchid)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -446,5 +573,51 @@ mod tests {
         );
         assert!(query_url("../x", "1230000109").is_err());
         assert!(query_url("1217752501201407033233368018", "1&x=2").is_err());
+    }
+    #[test]
+    fn wechat_reads_back_what_the_merchant_builds() {
+        let o = JsapiOrder {
+            appid: "wx1",
+            mchid: "1900000109",
+            description: "demo",
+            out_trade_no: "T00001",
+            notify_url: "https://example.com/notify/",
+            total: Fen::new(1),
+            openid: "o1",
+            attach: None,
+            time_expire: None,
+        };
+        let body = prepay_body(&o).unwrap();
+        let r = parse_prepay_request(body.as_bytes()).unwrap();
+        assert_eq!(r.order(), o);
+        assert!(matches!(
+            parse_prepay_request(b"{}"),
+            Err(JsapiError::BadAnswer(_))
+        ));
+        let bad = body.replace("T00001", "T1");
+        assert!(matches!(
+            parse_prepay_request(bad.as_bytes()),
+            Err(JsapiError::Invalid(_))
+        ));
+        let (_, close) = close_request("T00001", "1900000109").unwrap();
+        assert_eq!(parse_close_request(close.as_bytes()).unwrap(), "1900000109");
+        let q = query_answer(&QueryAnswer {
+            appid: "wx1",
+            mchid: "1900000109",
+            out_trade_no: "T00001",
+            transaction_id: None,
+            trade_type: "JSAPI",
+            trade_state: "NOTPAY",
+            trade_state_desc: "订单未支付",
+            attach: None,
+            success_time: None,
+            openid: Some("o1"),
+            total: Fen::new(1),
+        });
+        let tx: Transaction = serde_json::from_str(&q).unwrap();
+        assert_eq!(
+            (tx.trade_state.as_str(), tx.transaction_id.as_str()),
+            ("NOTPAY", "")
+        );
     }
 }

@@ -332,6 +332,17 @@ pub struct PaidNotice<'a> {
 /// The JSON body of a successful payment notify, its resource encrypted as WeChat does.
 /// The sender signs it with [`crate::v3::verify`]'s message rule.
 pub fn build_paid_notify(key: &ApiV3Key, n: &PaidNotice<'_>) -> Result<String, AeadError> {
+    build(key, n, false)
+}
+
+/// The same notify with the last byte of its GCM tag flipped (for wxsim's `bad_tag`
+/// fault): signed like a genuine one, yet its resource must not decrypt, so a receiver
+/// that skips the tag check is caught.
+pub fn build_paid_notify_bad_tag(key: &ApiV3Key, n: &PaidNotice<'_>) -> Result<String, AeadError> {
+    build(key, n, true)
+}
+
+fn build(key: &ApiV3Key, n: &PaidNotice<'_>, corrupt_tag: bool) -> Result<String, AeadError> {
     let tx = serde_json::json!({
         "appid": n.appid, "mchid": n.mchid, "out_trade_no": n.out_trade_no,
         "transaction_id": n.transaction_id, "trade_type": "JSAPI", "trade_state": "SUCCESS",
@@ -339,7 +350,10 @@ pub fn build_paid_notify(key: &ApiV3Key, n: &PaidNotice<'_>) -> Result<String, A
         "success_time": n.success_time, "payer": { "openid": n.openid },
         "amount": { "total": n.total.get(), "payer_total": n.total.get(), "currency": "CNY", "payer_currency": "CNY" },
     });
-    let ciphertext = aead::encrypt(key, n.nonce, "transaction", tx.to_string().as_bytes())?;
+    let mut ciphertext = aead::encrypt(key, n.nonce, "transaction", tx.to_string().as_bytes())?;
+    if corrupt_tag {
+        ciphertext = aead::corrupt_tag(&ciphertext)?;
+    }
     Ok(serde_json::json!({
         "id": n.notify_id, "create_time": n.success_time, "resource_type": "encrypt-resource",
         "event_type": EVENT_TRANSACTION_SUCCESS, "summary": "支付成功",
@@ -378,5 +392,27 @@ mod tests {
         assert_eq!(r.status, 404);
         assert_eq!(r.body, r#"{"code":"FAIL","message":"unknown order"}"#);
         assert_eq!(reply_fail(200, "x").status, 500);
+    }
+    #[test]
+    fn a_bad_tag_notify_does_not_decrypt() {
+        let key = ApiV3Key::new("a7cde1ZJB1kG2e7VfTs3jQzaWizur8Gb").unwrap();
+        let n = PaidNotice {
+            notify_id: "EV-1",
+            appid: "wx1",
+            mchid: "1900000109",
+            out_trade_no: "T000001",
+            transaction_id: "4200000001",
+            total: Fen::new(1),
+            openid: "o1",
+            success_time: "2026-01-01T08:00:00+08:00",
+            nonce: "0123456789ab",
+        };
+        let body = build_paid_notify_bad_tag(&key, &n).unwrap();
+        let env: Envelope = serde_json::from_str(&body).unwrap();
+        let r = env.resource;
+        assert_eq!(
+            aead::decrypt(&key, &r.nonce, &r.associated_data, &r.ciphertext),
+            Err(AeadError::Failed)
+        );
     }
 }

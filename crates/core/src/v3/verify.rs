@@ -238,11 +238,7 @@ impl<K> WechatKeys<K> {
         let signature = STANDARD
             .decode(signature.as_bytes())
             .map_err(|_| VerifyError::BadSignatureEncoding)?;
-        let mut message = Vec::with_capacity(timestamp_text.len() + nonce.len() + body.len() + 3);
-        for line in [timestamp_text.as_bytes(), nonce.as_bytes(), body] {
-            message.extend_from_slice(line);
-            message.push(b'\n');
-        }
+        let message = message(timestamp_text, nonce, body);
         Ok(Pending {
             key,
             kind,
@@ -326,6 +322,69 @@ impl<'a> Verified<'a> {
     pub fn nonce(&self) -> &'a str {
         self.nonce
     }
+}
+
+/// The message an answer or notify signature covers: `TIMESTAMP\nNONCE\nBODY\n` over the
+/// raw body bytes (the module docs cite the rule). One function for both sides, so what
+/// wxsim signs is exactly what [`WechatKeys::check`] verifies.
+pub fn message(timestamp: &str, nonce: &str, body: &[u8]) -> Vec<u8> {
+    let mut m = Vec::with_capacity(timestamp.len() + nonce.len() + body.len() + 3);
+    for line in [timestamp.as_bytes(), nonce.as_bytes(), body] {
+        m.extend_from_slice(line);
+        m.push(b'\n');
+    }
+    m
+}
+
+/// The four `Wechatpay-*` headers WeChat puts on an answer or notify it signs: the side
+/// that plays WeChat (wxsim, tests) writes them with [`sign`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedHeaders {
+    pub timestamp: String,
+    pub nonce: String,
+    /// Base64 of the SHA256withRSA signature (or the probe's, see [`SignedHeaders::probe`]).
+    pub signature: String,
+    /// `PUB_KEY_ID_…` for the 微信支付公钥, else a platform certificate's serial.
+    pub serial: String,
+}
+
+impl SignedHeaders {
+    /// `(name, value)` pairs, in the header names WeChat uses.
+    pub fn pairs(&self) -> [(&'static str, &str); 4] {
+        [
+            (HEADER_TIMESTAMP, self.timestamp.as_str()),
+            (HEADER_NONCE, self.nonce.as_str()),
+            (HEADER_SIGNATURE, self.signature.as_str()),
+            (HEADER_SERIAL, self.serial.as_str()),
+        ]
+    }
+
+    /// The same headers as WeChat's signature probe sends them: the signature prefixed
+    /// with [`PROBE_PREFIX`], which no receiver may accept ("此前缀为签名探测流量",
+    /// <https://pay.weixin.qq.com/doc/v3/merchant/4016241880>).
+    pub fn probe(mut self) -> SignedHeaders {
+        self.signature = format!("{PROBE_PREFIX}{}", self.signature);
+        self
+    }
+}
+
+/// Signs `body` as WeChat signs its answers and notifies, with the key `serial` names.
+/// `timestamp` is Unix seconds from the caller's clock, `nonce` the caller's random string.
+pub fn sign(
+    signer: &impl crate::v3::rsa::RsaSigner,
+    serial: &str,
+    timestamp: i64,
+    nonce: &str,
+    body: &[u8],
+) -> Result<SignedHeaders, crate::v3::rsa::RsaError> {
+    let timestamp = timestamp.to_string();
+    let signature = signer.sign(&message(&timestamp, nonce, body))?;
+    Ok(SignedHeaders {
+        timestamp,
+        nonce: nonce.to_owned(),
+        signature: STANDARD.encode(signature),
+        serial: serial.to_owned(),
+    })
 }
 
 #[cfg(test)]
@@ -424,5 +483,31 @@ mod tests {
                 .with_certificate("PUB_KEY_ID_1", Mirror)
                 .is_err()
         );
+    }
+    /// A stand-in signer matching [`Mirror`].
+    struct MirrorSigner;
+    impl crate::v3::rsa::RsaSigner for MirrorSigner {
+        fn sign(&self, message: &[u8]) -> Result<Vec<u8>, crate::v3::rsa::RsaError> {
+            Ok(message.iter().rev().copied().collect())
+        }
+    }
+
+    #[test]
+    fn what_wechat_signs_is_what_the_merchant_verifies_and_a_probe_is_refused() {
+        let id = "PUB_KEY_ID_0000000000000024101100397200000006";
+        let h = super::sign(&MirrorSigner, id, 1_700_000_000, "n1", b"{}").unwrap();
+        assert_eq!(h.pairs()[3], (HEADER_SERIAL, id));
+        let keys = keys();
+        let found = |h: &SignedHeaders| {
+            let pairs = h.pairs();
+            keys.verify(
+                &Headers::from_lookup(|n| pairs.iter().find(|(k, _)| *k == n).map(|(_, v)| *v)),
+                b"{}",
+                1_700_000_100,
+            )
+            .map(|v| v.serial().to_owned())
+        };
+        assert_eq!(found(&h), Ok(id.to_owned()));
+        assert_eq!(found(&h.clone().probe()), Err(VerifyError::Probe));
     }
 }

@@ -1,0 +1,420 @@
+//! WeChat Pay APIv3 on the same port: JSAPI prepay, query and close by out_trade_no.
+//!
+//! Each call goes through one frame, in WeChat's order: faults (the wire fails before
+//! WeChat reads) → the `Authorization` header (its merchant, certificate serial, clock
+//! window and SHA256withRSA signature over the exact request: method, path with query,
+//! timestamp, nonce, raw body) → the business act → the answer signed with WeChat's key
+//! (`Wechatpay-Timestamp`/`-Nonce`/`-Signature`/`-Serial`, the serial being the
+//! `PUB_KEY_ID_…` of the 微信支付公钥). A request whose signature fails gets WeChat's 401
+//! SIGN_ERROR with `sign_information`, unsigned: WeChat signs an answer only once it has
+//! accepted the request ("如果验证商户的请求签名正确，微信支付会在应答的HTTP头部中包括应答签名",
+//! 签名验证, <https://wechatpay-api.gitbook.io/wechatpay-api-v3/qian-ming-zhi-nan-1/qian-ming-yan-zheng>).
+//!
+//! Every byte written and every check made is `wxedge_core::v3`'s; this module only
+//! decides what WeChat would do with the order.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use wxedge_core::v3::api_error::{ApiError, Code};
+use wxedge_core::v3::authorization::{self, Authorization, RequestRefusal};
+use wxedge_core::v3::jsapi::{self, JsapiError, QueryAnswer};
+use wxedge_core::v3::verify;
+use wxedge_core::{Fen, Params, random};
+
+use crate::config::{MerchantV3, WechatKey};
+use crate::faults::{self, Fault, Kind, Target};
+use crate::state::{Api, Order, TradeState};
+use crate::wechat::{NewOrder, PlaceRefusal, place_order, transport_fault};
+use crate::{Sim, SimState};
+
+/// What a v3 call asked, as received: the signature covers exactly these.
+struct Received {
+    method: Method,
+    /// Path with its query, as sent (never re-encoded).
+    url: String,
+    body: Bytes,
+}
+
+/// A merchant whose `Authorization` verified.
+struct Caller<'a> {
+    mchid: &'a str,
+    appid: &'a str,
+}
+
+/// A business answer: status and JSON body (empty for 204), or WeChat's error.
+type Answer = Result<(StatusCode, String), ApiError>;
+
+fn error(code: Code, message: impl AsRef<str>) -> ApiError {
+    ApiError::new(code, message.as_ref())
+}
+
+fn param_error(e: JsapiError) -> ApiError {
+    error(Code::ParamError, e.to_string())
+}
+
+/// An answer as WeChat writes it: JSON, a `Request-ID`, and the four signed headers when
+/// `signer` is given (refusals of the signature itself go out unsigned).
+fn respond(sim: &Sim, status: StatusCode, body: String, signer: Option<&WechatKey>) -> Response {
+    let mut res = (status, body.clone()).into_response();
+    let h = res.headers_mut();
+    if !body.is_empty() {
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json; charset=utf-8"),
+        );
+    }
+    let request_id = format!("08{:X}{:08X}", sim.wall_secs(), sim.state().next_seq);
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        h.insert("request-id", v);
+    }
+    let Some(key) = signer else {
+        return res;
+    };
+    let signed = random::nonce_str()
+        .map_err(|e| e.to_string())
+        .and_then(|nonce| {
+            verify::sign(&*key.key, &key.id, sim.wall_secs(), &nonce, body.as_bytes())
+                .map_err(|e| e.to_string())
+        });
+    match signed {
+        Ok(signed) => {
+            for (name, value) in signed.pairs() {
+                if let Ok(v) = HeaderValue::from_str(value) {
+                    h.insert(name, v);
+                }
+            }
+            res
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot sign a v3 answer");
+            let err = error(Code::SystemError, "系统异常，请稍后重试");
+            (StatusCode::INTERNAL_SERVER_ERROR, err.to_body()).into_response()
+        }
+    }
+}
+
+fn refuse(sim: &Sim, e: &ApiError, signer: Option<&WechatKey>) -> Response {
+    let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
+    respond(sim, status, e.to_body(), signer)
+}
+
+/// WeChat's check of the caller, before anything else is read: the merchant, its APIv3
+/// setup, then [`authorization::check_request`].
+fn authenticate<'a>(
+    sim: &'a Sim,
+    headers: &HeaderMap,
+    req: &Received,
+) -> Result<(Caller<'a>, &'a MerchantV3), ApiError> {
+    let unreadable = |e| {
+        let r = RequestRefusal::Unreadable(e);
+        error(Code::SignError, r.wechat_message())
+    };
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| {
+            unreadable(authorization::AuthorizationError::MissingField(
+                "Authorization",
+            ))
+        })?;
+    let auth = Authorization::parse(value).map_err(unreadable)?;
+    let Some((mchid, merchant)) = sim.config.merchants.get_key_value(&auth.mchid) else {
+        return Err(error(Code::MchNotExists, "商户号不存在"));
+    };
+    // A merchant configured for v2 only has no API certificate as far as v3 goes.
+    let v3 = sim
+        .config
+        .v3
+        .get(mchid)
+        .ok_or_else(|| error(Code::SignError, "商户未申请过证书"))?;
+    let url = req.url.as_str();
+    authorization::check_request(
+        &auth,
+        req.method.as_str(),
+        url,
+        &req.body,
+        &v3.serial,
+        &v3.public_key,
+        sim.wall_secs(),
+    )
+    .map_err(|refusal| match refusal {
+        RequestRefusal::Mismatch { message } => {
+            ApiError::sign_mismatch(req.method.as_str(), url, &message)
+        }
+        other => error(Code::SignError, other.wechat_message()),
+    })?;
+    Ok((
+        Caller {
+            mchid,
+            appid: &merchant.appid,
+        },
+        v3,
+    ))
+}
+
+/// The frame every v3 call goes through (see the module docs).
+async fn v3_call(
+    sim: Arc<Sim>,
+    target: Target,
+    headers: HeaderMap,
+    req: Received,
+    out_trade_no: Option<String>,
+    act: impl FnOnce(&Sim, &Caller<'_>, &Received, Option<&Fault>) -> Answer,
+) -> Response {
+    let fault = faults::take(&mut sim.state_mut().faults, target, out_trade_no.as_deref());
+    if let Some(f) = &fault
+        && let Some(res) = transport_fault(f).await
+    {
+        return res;
+    }
+    let (caller, _) = match authenticate(&sim, &headers, &req) {
+        Ok(c) => c,
+        Err(e) => return refuse(&sim, &e, None),
+    };
+    let rotated = fault.as_ref().is_some_and(|f| f.kind == Kind::RotatedKey);
+    let signer = if rotated {
+        sim.config.rotated_key.as_ref()
+    } else {
+        sim.config.wechat_key.as_ref()
+    };
+    let answer = match fault.as_ref().map(|f| f.kind) {
+        Some(Kind::SystemError) => Err(error(Code::SystemError, "系统异常，请稍后重试")),
+        Some(Kind::ErrCode) => {
+            let code = fault
+                .as_ref()
+                .and_then(|f| f.err_code.as_deref())
+                .unwrap_or("SYSTEM_ERROR");
+            Err(error(Code::parse(code), "injected by /sim/faults"))
+        }
+        _ => act(&sim, &caller, &req, fault.as_ref()),
+    };
+    match answer {
+        Ok((status, body)) => respond(&sim, status, body, signer),
+        Err(e) => refuse(&sim, &e, signer),
+    }
+}
+
+fn received(method: Method, uri: &Uri, body: Bytes) -> Received {
+    let url = uri
+        .path_and_query()
+        .map_or_else(|| uri.path().to_owned(), |pq| pq.as_str().to_owned());
+    Received { method, url, body }
+}
+
+/// `POST /v3/pay/transactions/jsapi` → `{"prepay_id": …}`.
+pub async fn jsapi(
+    sim: SimState,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    // For fault matching only; the body is judged after the signature.
+    let no = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v.get("out_trade_no")?.as_str().map(str::to_owned));
+    let req = received(method, &uri, body);
+    v3_call(sim.0, Target::Jsapi, headers, req, no, prepay).await
+}
+
+fn prepay(sim: &Sim, caller: &Caller<'_>, req: &Received, _: Option<&Fault>) -> Answer {
+    let r = jsapi::parse_prepay_request(&req.body).map_err(param_error)?;
+    if r.mchid != caller.mchid {
+        return Err(error(
+            Code::ParamError,
+            "mchid与Authorization中的mchid不一致",
+        ));
+    }
+    if r.appid != caller.appid {
+        return Err(error(Code::AppidMchidNotMatch, "AppID和mch_id不匹配"));
+    }
+    let mut fields = Params::new();
+    for (k, v) in [
+        ("appid", Some(r.appid.clone())),
+        ("description", Some(r.description.clone())),
+        ("notify_url", Some(r.notify_url.clone())),
+        ("total", Some(r.amount.total.to_string())),
+        ("openid", Some(r.payer.openid.clone())),
+        ("attach", r.attach.clone()),
+        ("time_expire", r.time_expire.clone()),
+    ] {
+        if let Some(v) = v {
+            fields.insert(k.to_owned(), v);
+        }
+    }
+    let placed = place_order(
+        sim,
+        NewOrder {
+            api: Api::V3,
+            appid: r.appid,
+            mch_id: r.mchid,
+            out_trade_no: r.out_trade_no,
+            total_fee: r.amount.total,
+            openid: Some(r.payer.openid),
+            notify_url: r.notify_url,
+            attach: r.attach,
+            trade_type: "JSAPI".into(),
+            sign_type: "RSA".into(),
+            fields,
+        },
+    );
+    let prepay_id = placed.map_err(|refusal| match refusal {
+        PlaceRefusal::UnknownUser(msg) => error(Code::ParamError, msg),
+        // v2's ORDERPAID; WeChat's v3 tables name no code of their own for it.
+        PlaceRefusal::Paid => error(Code::Other("ORDERPAID".into()), "该订单已支付"),
+        PlaceRefusal::Closed => error(Code::OrderClosed, "订单已关闭"),
+        PlaceRefusal::OtherApp | PlaceRefusal::Changed => {
+            error(Code::OutTradeNoUsed, "商户订单号重复")
+        }
+        PlaceRefusal::System(msg) => error(Code::SystemError, msg),
+    })?;
+    Ok((StatusCode::OK, jsapi::prepay_answer(&prepay_id)))
+}
+
+/// The order `out_trade_no` of `mchid`, or WeChat's 404.
+fn find(sim: &Sim, mchid: &str, out_trade_no: &str) -> Result<Order, ApiError> {
+    sim.state()
+        .orders
+        .get(&Order::key(mchid, out_trade_no))
+        .cloned()
+        .ok_or_else(|| error(Code::OrderNotExist, "订单不存在"))
+}
+
+/// `GET /v3/pay/transactions/out-trade-no/{out_trade_no}?mchid=…`.
+pub async fn query(
+    sim: SimState,
+    Path(out_trade_no): Path<String>,
+    RawQuery(q): RawQuery,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let req = received(method, &uri, body);
+    let mchid: Option<String> = form_urlencoded::parse(q.unwrap_or_default().as_bytes())
+        .find(|(k, _)| k == "mchid")
+        .map(|(_, v)| v.into_owned());
+    let no = out_trade_no.clone();
+    v3_call(
+        sim.0,
+        Target::Query,
+        headers,
+        req,
+        Some(no),
+        move |sim, caller, _, fault| {
+            match mchid.as_deref() {
+                None | Some("") => {
+                    return Err(error(
+                        Code::ParamError,
+                        "输入源“/query/mchid”映射到值字段“直连商户号”字符串规则校验失败，值为空",
+                    ));
+                }
+                Some(m) if m != caller.mchid => {
+                    return Err(error(
+                        Code::ParamError,
+                        "mchid与Authorization中的mchid不一致",
+                    ));
+                }
+                Some(_) => {}
+            }
+            let order = find(sim, caller.mchid, &out_trade_no)?;
+            Ok((StatusCode::OK, query_body(&order, fault)))
+        },
+    )
+    .await
+}
+
+fn query_body(order: &Order, fault: Option<&Fault>) -> String {
+    let injected = fault.and_then(|f| f.trade_state.as_deref());
+    let paid = order.state == TradeState::Success && injected.is_none();
+    let state = injected.unwrap_or(order.state.as_str());
+    let success_time = order.time_end.as_deref().map(rfc3339);
+    jsapi::query_answer(&QueryAnswer {
+        appid: &order.appid,
+        mchid: &order.mch_id,
+        out_trade_no: &order.out_trade_no,
+        transaction_id: order.transaction_id.as_deref().filter(|_| paid),
+        trade_type: &order.trade_type,
+        trade_state: state,
+        trade_state_desc: match (injected, order.state) {
+            (Some(s), _) => s,
+            (None, TradeState::Notpay) => "订单未支付",
+            (None, TradeState::Success) => "支付成功",
+            (None, TradeState::Closed) => "订单已关闭",
+        },
+        attach: order.attach.as_deref().filter(|_| paid),
+        success_time: success_time.as_deref().filter(|_| paid),
+        openid: order.openid.as_deref(),
+        total: Fen::new(order.total_fee),
+    })
+}
+
+/// v2's `time_end` (`yyyyMMddHHmmss`, Beijing time) as v3's RFC 3339.
+pub(crate) fn rfc3339(time_end: &str) -> String {
+    if time_end.len() != 14 || !time_end.bytes().all(|b| b.is_ascii_digit()) {
+        return time_end.to_owned();
+    }
+    let t = time_end;
+    format!(
+        "{}-{}-{}T{}:{}:{}+08:00",
+        &t[0..4],
+        &t[4..6],
+        &t[6..8],
+        &t[8..10],
+        &t[10..12],
+        &t[12..14]
+    )
+}
+
+/// `POST /v3/pay/transactions/out-trade-no/{out_trade_no}/close` → 204.
+pub async fn close(
+    sim: SimState,
+    Path(out_trade_no): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let req = received(method, &uri, body);
+    let no = out_trade_no.clone();
+    v3_call(
+        sim.0,
+        Target::Close,
+        headers,
+        req,
+        Some(no),
+        move |sim, caller, req, fault| {
+            let mchid = jsapi::parse_close_request(&req.body).map_err(param_error)?;
+            if mchid != caller.mchid {
+                return Err(error(
+                    Code::ParamError,
+                    "mchid与Authorization中的mchid不一致",
+                ));
+            }
+            let order = find(sim, caller.mchid, &out_trade_no)?;
+            match order.state {
+                TradeState::Success => {
+                    return Err(error(Code::Other("ORDERPAID".into()), "订单已支付"));
+                }
+                TradeState::Closed => return Err(error(Code::OrderClosed, "订单已关闭")),
+                TradeState::Notpay => {
+                    // `ignored`: 204, yet the order stays payable.
+                    if fault.is_none_or(|f| f.kind != Kind::Ignored)
+                        && let Some(o) = sim
+                            .state_mut()
+                            .orders
+                            .get_mut(&Order::key(caller.mchid, &out_trade_no))
+                    {
+                        o.state = TradeState::Closed;
+                    }
+                }
+            }
+            Ok((StatusCode::NO_CONTENT, String::new()))
+        },
+    )
+    .await
+}
