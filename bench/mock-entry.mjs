@@ -11,7 +11,12 @@ import reference from './reference-worker.mjs';
 /** Canned WeChat answers, set once by the benchmark (POST /__mock/setup). */
 const canned = { jscode2session: '{}', unifiedorder: '<xml></xml>', total_fee: 1 };
 
-const SESSION = JSON.stringify({ openid: 'oBenchMock', session_key: 'tiihtNczf5v6AKRyjwEUhQ==', login_ms: Date.now(), expires_ms: Date.now() + 7200e3 });
+/** A live session, made per read: Date.now() is 0 at a worker's top level, and the worker
+ * checks the stored expiry. */
+const session = () => {
+  const now = Date.now();
+  return JSON.stringify({ openid: 'oBenchMock', session_key: 'tiihtNczf5v6AKRyjwEUhQ==', login_ms: now, expires_ms: now + 7200e3 });
+};
 
 /** D1: every write changed one row; reads answer what the statement asks for. */
 class Statement {
@@ -31,8 +36,9 @@ class Statement {
     if (this.sql.includes('FROM orders WHERE out_trade_no')) {
       const no = this.args[0];
       const row = { out_trade_no: no, openid: 'oBenchMock', merchant_id: 'default', total_fee: canned.total_fee, body: 'wxedge order',
-        spbill_create_ip: '127.0.0.1', status: 'PREPAID', prepay_id: 'wx0', prepay_ms: 1, transaction_id: null, paid_ms: null,
-        failure: null, withdrawal_id: null, created_ms: 1, updated_ms: 1 };
+        spbill_create_ip: '127.0.0.1', status: 'PREPAID', version: 1, prepay_id: 'wx0', prepay_ms: 1, transaction_id: null, paid_ms: null,
+        paid_via: null, failure: null, withdrawal_id: null, created_ms: 1, updated_ms: 1, next_check_ms: 600001, checks: 0,
+        attention: null, attention_note: null, reconcile_note: null };
       return col ? JSON.stringify(row) : { j: JSON.stringify(row) };
     }
     return col ? 1 : { one: 1 };
@@ -59,14 +65,14 @@ const env0 = {
   SESSIONS: {
     async get(key, opt) {
       const type = typeof opt === 'string' ? opt : opt?.type;
-      return type === 'json' ? JSON.parse(SESSION) : SESSION;
+      return type === 'json' ? JSON.parse(session()) : session();
     },
     async put() {},
     async delete() {},
   },
   DB: new D1Database(),
 };
-for (const name of ['LOGIN_IP_LIMITER', 'LOGIN_OPENID_LIMITER', 'PAY_IP_LIMITER', 'PAY_OPENID_LIMITER']) {
+for (const name of ['LOGIN_IP_LIMITER', 'LOGIN_OPENID_LIMITER', 'PAY_IP_LIMITER', 'PAY_OPENID_LIMITER', 'NOTIFY_REJECT_IP_LIMITER']) {
   env0[name] = new Ratelimit();
 }
 

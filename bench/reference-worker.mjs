@@ -27,6 +27,18 @@ async function upstream(url, init, ms) {
   }
 }
 
+/** A KV key of the worker's shape (`session:` + 64 hex characters), without hashing: the
+ * SHA-256 is the worker's own work, not a storage call. */
+const sessionKey = (t) => `session:${(t + t).replace(/[^0-9a-f]/gi, '0').slice(0, 64)}`;
+
+// The order row as wxedge reads it (wxedge_core::store::ORDER_JSON): one JSON string.
+const ORDER_JSON = `json_object('out_trade_no', out_trade_no, 'openid', openid, 'merchant_id', merchant_id,
+  'total_fee', total_fee, 'body', body, 'spbill_create_ip', spbill_create_ip, 'status', status, 'version', version,
+  'prepay_id', prepay_id, 'prepay_ms', prepay_ms, 'transaction_id', transaction_id, 'paid_ms', paid_ms,
+  'paid_via', paid_via, 'failure', failure, 'withdrawal_id', withdrawal_id, 'created_ms', created_ms,
+  'updated_ms', updated_ms, 'next_check_ms', next_check_ms, 'checks', checks, 'attention', attention,
+  'attention_note', attention_note, 'reconcile_note', reconcile_note)`;
+
 const token = () => {
   const b = crypto.getRandomValues(new Uint8Array(32));
   return btoa(String.fromCharCode(...b)).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
@@ -48,7 +60,7 @@ const routes = {
     ).bind(answer.openid, null, now).run();
     const t = token();
     const session = { openid: answer.openid, session_key: answer.session_key, login_ms: now, expires_ms: now + 7200e3 };
-    await env.SESSIONS.put(`session:${t}`, JSON.stringify(session), { expirationTtl: 7200 });
+    await env.SESSIONS.put(sessionKey(t), JSON.stringify(session), { expirationTtl: 7200 });
     return json(200, 0, { token: t, expires_in: 7200, ttl_mode: 'fixed' });
   },
 
@@ -57,50 +69,44 @@ const routes = {
   async '/pay'(req, env) {
     const body = await req.json();
     const t = (req.headers.get('authorization') ?? '').replace(/^Bearer /, '');
-    const session = await env.SESSIONS.get(`session:${t}`, 'json');
+    const session = JSON.parse(await env.SESSIONS.get(sessionKey(t), 'text'));
     await env.PAY_IP_LIMITER.limit({ key: 'PAY_IP_LIMITER:127.0.0.1' });
     await env.PAY_OPENID_LIMITER.limit({ key: `PAY_OPENID_LIMITER:${session.openid}` });
     const no = token().replace(/[-_]/g, '0').slice(0, 32);
     const now = Date.now();
     await env.DB.prepare(
-      `INSERT INTO orders (out_trade_no, openid, merchant_id, total_fee, body, spbill_create_ip, status, created_ms, updated_ms)
-       SELECT ?1, ?2, ?3, ?4, ?5, ?6, 'CREATED', ?7, ?7
+      `INSERT INTO orders (out_trade_no, openid, merchant_id, total_fee, body, spbill_create_ip, status,
+         version, created_ms, updated_ms, next_check_ms)
+       SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?8, ?8, ?9
        WHERE EXISTS (SELECT 1 FROM merchants WHERE merchant_id = ?3)`,
-    ).bind(no, session.openid, 'default', body.money, 'wxedge order', '127.0.0.1', now).run();
+    ).bind(no, session.openid, 'default', body.money, 'wxedge order', '127.0.0.1', 'CREATED', now, now + 600000).run();
     const xml = `<xml><appid><![CDATA[${env.WECHAT_APPID}]]></appid><body><![CDATA[wxedge order]]></body><mch_id><![CDATA[${env.WECHAT_MCH_ID}]]></mch_id><nonce_str><![CDATA[${token().slice(0, 32)}]]></nonce_str><notify_url><![CDATA[${env.PUBLIC_BASE_URL}/notify/]]></notify_url><openid><![CDATA[${session.openid}]]></openid><out_trade_no><![CDATA[${no}]]></out_trade_no><spbill_create_ip><![CDATA[127.0.0.1]]></spbill_create_ip><total_fee><![CDATA[${body.money}]]></total_fee><trade_type><![CDATA[JSAPI]]></trade_type><sign><![CDATA[00000000000000000000000000000000]]></sign></xml>`;
     await upstream(`${env.WECHAT_PAY_BASE}/pay/unifiedorder`, { method: 'POST', headers: { 'content-type': 'text/xml; charset=utf-8' }, body: xml }, 5000);
     await env.DB.prepare(
-      `UPDATE orders SET status = 'PREPAID', prepay_id = ?2, prepay_ms = ?3, updated_ms = ?3
-       WHERE out_trade_no = ?1 AND status IN ('CREATED', 'PREPAID')`,
-    ).bind(no, 'wx000000000000000000000000000000', now).run();
+      `UPDATE orders SET status = ?5, prepay_id = ?6, prepay_ms = ?4, next_check_ms = ?7, checks = 0, updated_ms = ?4,
+         version = version + 1 WHERE out_trade_no = ?1 AND status = ?2 AND version = ?3`,
+    ).bind(no, 'CREATED', 0, now, 'PREPAID', 'wx000000000000000000000000000000', now + 600000).run();
     return json(200, 0, { timeStamp: String(Math.floor(now / 1000)), nonceStr: 'x', package: 'prepay_id=wx0', signType: 'MD5', paySign: 'X', out_trade_no: no });
   },
 
-  // Store the raw body, read the order, the credit batch: what a notify for a new order does.
+  // Read the order, then the credit batch (the guarded UPDATE and the notification kept
+  // only if it changed the row): what a verified notify for a new order does.
   async '/notify'(req, env) {
     const text = await req.text();
     const field = (name) => new RegExp(`<${name}><!\\[CDATA\\[([^\\]]*)\\]\\]>`).exec(text)?.[1] ?? '';
     const no = field('out_trade_no');
     const now = Date.now();
-    const id = await env.DB.prepare('INSERT INTO notifications (received_ms, body, remote_ip) VALUES (?1, ?2, ?3) RETURNING id')
-      .bind(now, text, null).first('id');
-    // The order row as wxedge reads it (db::ORDER_JSON): one JSON string.
-    await env.DB.prepare(`SELECT json_object('out_trade_no', out_trade_no, 'openid', openid, 'merchant_id', merchant_id,
-        'total_fee', total_fee, 'body', body, 'spbill_create_ip', spbill_create_ip, 'status', status,
-        'prepay_id', prepay_id, 'prepay_ms', prepay_ms, 'transaction_id', transaction_id, 'paid_ms', paid_ms,
-        'failure', failure, 'withdrawal_id', withdrawal_id, 'created_ms', created_ms, 'updated_ms', updated_ms)
-        AS j FROM orders WHERE out_trade_no = ?1`).bind(no).first('j');
+    const row = JSON.parse(await env.DB.prepare(`SELECT ${ORDER_JSON} AS j FROM orders WHERE out_trade_no = ?1`).bind(no).first('j'));
     await env.DB.batch([
       env.DB.prepare(
-        `UPDATE orders SET status = 'PAID', transaction_id = ?2, paid_ms = ?3, updated_ms = ?3, paid_via = ?4
-         WHERE out_trade_no = ?1 AND status IN ('CREATED', 'PREPAID')`,
-      ).bind(no, field('transaction_id'), now, 'notify'),
+        `UPDATE orders SET status = ?5, transaction_id = ?6, paid_ms = ?4, paid_via = ?7, next_check_ms = NULL,
+           attention = COALESCE(?8, attention), attention_note = COALESCE(?9, attention_note), updated_ms = ?4,
+           version = version + 1 WHERE out_trade_no = ?1 AND status = ?2 AND version = ?3`,
+      ).bind(no, row.status, row.version, now, 'PAID', field('transaction_id'), 'notify', null, null),
       env.DB.prepare(
-        `UPDATE notifications SET out_trade_no = ?2,
-           verdict = CASE WHEN changes() = 1 THEN 'CREDITED' ELSE 'DUPLICATE' END,
-           reason = CASE WHEN changes() = 1 THEN 'verified; order is now PAID' ELSE 'verified; order was already settled' END
-         WHERE id = ?1`,
-      ).bind(id, no),
+        `INSERT INTO notifications (received_ms, body, body_sha256, body_bytes, verified, remote_ip, out_trade_no, verdict, reason)
+         SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9 WHERE changes() = 1`,
+      ).bind(now, text, '0'.repeat(64), text.length, 1, null, no, 'CREDITED', 'verified; order is now PAID'),
     ]);
     return new Response('<xml><return_code><![CDATA[SUCCESS]]></return_code><return_msg><![CDATA[OK]]></return_msg></xml>', {
       headers: { 'content-type': 'text/xml; charset=utf-8' },

@@ -474,9 +474,124 @@ fn config() -> Criterion<Clock> {
         .without_plots()
 }
 
+#[path = "../tests/v3_keys/mod.rs"]
+mod v3_keys;
+
+/// APIv3: verifying a signed answer (the message from the headers and the raw body, the key
+/// the serial names, the skew, then SHA256withRSA through `ring`) and decrypting a notify
+/// resource (AEAD_AES_256_GCM), each beside the same work written with `ring` and
+/// `aes-gcm` directly.
+fn bench_v3(c: &mut Criterion<Clock>) {
+    use aes_gcm::aead::{Aead, KeyInit, Payload};
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    use wxedge_core::v3::aead::{self, ApiV3Key};
+    use wxedge_core::v3::rsa::RsaSigner;
+    use wxedge_core::v3::rsa::native::PrivateKey;
+    use wxedge_core::v3::verify::{Headers, WechatKeys};
+
+    let key = PrivateKey::from_pem(v3_keys::TEST_KEY_PKCS1).expect("the test key");
+    let body = br#"{"prepay_id":"wx26112221580621e9b071c00d9e093b0000"}"#;
+    let (ts, nonce, now) = (
+        "1554208460",
+        "593BEC0C930BF1AFEB40B4A08C8FB242",
+        1_554_208_460,
+    );
+    let message = format!(
+        "{ts}\n{nonce}\n{}\n",
+        std::str::from_utf8(body).expect("utf-8")
+    );
+    let signature = STANDARD.encode(key.sign(message.as_bytes()).expect("signs"));
+    let keys = WechatKeys::new()
+        .with_public_key("PUB_KEY_ID_0114232134912410000000000000", key.public_key())
+        .expect("a key id");
+    let headers = Headers {
+        timestamp: Some(ts),
+        nonce: Some(nonce),
+        signature: Some(&signature),
+        serial: Some("PUB_KEY_ID_0114232134912410000000000000"),
+    };
+    assert!(keys.verify(&headers, body, now).is_ok());
+    let pem_der = STANDARD
+        .decode(
+            v3_keys::TEST_KEY_PKCS1
+                .lines()
+                .filter(|l| !l.starts_with("-----"))
+                .collect::<String>(),
+        )
+        .expect("PEM body");
+    let key_pair = ring::rsa::KeyPair::from_der(&pem_der).expect("PKCS#1 key");
+    let public_der = ring::signature::KeyPair::public_key(&key_pair)
+        .as_ref()
+        .to_vec();
+    let raw_verify = || {
+        if ts.parse::<i64>().map_or(true, |t| t.abs_diff(now) > 300) {
+            return false;
+        }
+        let Ok(sig) = STANDARD.decode(signature.as_bytes()) else {
+            return false;
+        };
+        let mut m = Vec::with_capacity(ts.len() + nonce.len() + body.len() + 3);
+        for line in [ts.as_bytes(), nonce.as_bytes(), body.as_slice()] {
+            m.extend_from_slice(line);
+            m.push(b'\n');
+        }
+        ring::signature::UnparsedPublicKey::new(
+            &ring::signature::RSA_PKCS1_2048_8192_SHA256,
+            &public_der,
+        )
+        .verify(&m, &sig)
+        .is_ok()
+    };
+    assert!(raw_verify());
+    pair(
+        c,
+        "v3_verify_answer",
+        || {
+            keys.verify(black_box(&headers), black_box(body), black_box(now))
+                .is_ok()
+        },
+        || black_box(raw_verify()),
+    );
+
+    let api_key = "0123456789abcdef0123456789abcdef";
+    let v3_key = ApiV3Key::new(api_key).expect("32 bytes");
+    let plain = br#"{"mchid":"1900000109","appid":"wxd678efh567hg6787","out_trade_no":"1217752501201407033233368018","transaction_id":"1217752501201407033233368018","trade_type":"JSAPI","trade_state":"SUCCESS","amount":{"total":100,"payer_total":100,"currency":"CNY"},"payer":{"openid":"oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"},"success_time":"2018-06-08T10:34:56+08:00"}"#;
+    let (gcm_nonce, aad) = ("fdasflkja484", "transaction");
+    let sealed = aead::encrypt(&v3_key, gcm_nonce, aad, plain).expect("encrypts");
+    let raw_decrypt = || -> Option<Vec<u8>> {
+        let bytes = STANDARD.decode(sealed.as_bytes()).ok()?;
+        let key: [u8; 32] = api_key.as_bytes().try_into().ok()?;
+        let n: [u8; 12] = gcm_nonce.as_bytes().try_into().ok()?;
+        aes_gcm::Aes256Gcm::new(&key.into())
+            .decrypt(
+                &n.into(),
+                Payload {
+                    msg: &bytes,
+                    aad: aad.as_bytes(),
+                },
+            )
+            .ok()
+    };
+    assert_eq!(raw_decrypt().as_deref(), Some(plain.as_slice()));
+    pair(
+        c,
+        "v3_decrypt_resource",
+        || {
+            aead::decrypt(
+                &v3_key,
+                black_box(gcm_nonce),
+                black_box(aad),
+                black_box(&sealed),
+            )
+        },
+        || black_box(raw_decrypt()),
+    );
+}
+
 criterion_group! {
     name = benches;
     config = config();
-    targets = bench_sign, bench_notify, bench_decrypt
+    targets = bench_sign, bench_notify, bench_decrypt, bench_v3
 }
 criterion_main!(benches);
