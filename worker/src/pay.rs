@@ -7,12 +7,12 @@
 
 use serde_json::json;
 use worker::{Env, Request, Response};
+use wxedge_core::flow::MAX_ATTEMPTS;
 use wxedge_core::flow::pay::{self as flow, NewRequest, Next, Refusal, Reply};
-use wxedge_core::flow::{Decision, MAX_ATTEMPTS};
 use wxedge_core::money::{self, AmountError};
 use wxedge_core::order::OrderRow;
 use wxedge_core::pay::{PayError, Prepay, UnifiedOrder};
-use wxedge_core::store::Write;
+use wxedge_core::store::{self, Write};
 use wxedge_core::{Fen, random};
 
 use crate::api::{ApiError, ApiResult, Input, ok};
@@ -68,8 +68,8 @@ pub async fn handle(mut req: Request, env: &Env) -> ApiResult<Response> {
                 ));
             };
             let row = new.row();
-            let create = Decision::new(vec![write], ());
-            if !db::execute(&db, &create.batch().map_err(internal)?).await? {
+            let create = store::batch(std::slice::from_ref(&write)).map_err(internal)?;
+            if !db::execute(&db, &create).await? {
                 return Err(refused(flow::no_merchant(req.merchant_id)));
             }
             (row, true)

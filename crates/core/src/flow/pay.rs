@@ -40,17 +40,6 @@ pub enum Refusal {
     Conflict(String),
 }
 
-impl Refusal {
-    pub fn message(&self) -> &str {
-        match self {
-            Refusal::Param(m)
-            | Refusal::NotFound(m)
-            | Refusal::Forbidden(m)
-            | Refusal::Conflict(m) => m,
-        }
-    }
-}
-
 /// A request for a new order, as the shell parsed it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewRequest<'a> {
