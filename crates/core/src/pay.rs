@@ -64,6 +64,27 @@ pub enum PayError {
     },
     #[error("{field} is invalid: {reason}")]
     BadField { field: &'static str, reason: String },
+    /// APIv3: WeChat refused the call (`{code, message, detail}`).
+    #[error("{0}")]
+    V3(Box<crate::v3::api_error::ApiError>),
+    /// APIv3: an answer that failed verification or is not the documented JSON. Nothing
+    /// is known from it, as with a v2 answer whose sign is wrong.
+    #[error("WeChat Pay's APIv3 answer cannot be trusted ({code}): {reason}")]
+    V3Untrusted { code: &'static str, reason: String },
+}
+
+/// What a refusal tells a money flow, whichever API said it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Said {
+    /// The order is closed at WeChat (v2 ORDERCLOSED, v3 ORDER_CLOSED).
+    Closed,
+    /// WeChat holds no such order (v2 ORDERNOTEXIST, v3 ORDER_NOT_EXIST).
+    NotFound,
+    /// The order is paid (v2 ORDERPAID): orderquery will say how.
+    Paid,
+    /// Try again later (SYSTEMERROR, BANKERROR, USERPAYING, FREQUENCY_LIMITED; v3's
+    /// transient codes and 429/5xx).
+    Busy,
 }
 
 fn join(problems: &[FieldProblem]) -> String {
@@ -85,25 +106,58 @@ impl ErrorCode for PayError {
             PayError::MissingField(_) => "MISSING_FIELD",
             PayError::Mismatch { .. } => "FIELD_MISMATCH",
             PayError::BadField { .. } => "BAD_FIELD",
+            PayError::V3(e) => e.code(),
+            PayError::V3Untrusted { code, .. } => code,
         }
     }
 }
 
 impl PayError {
-    /// WeChat's business error code, when WeChat gave one (`ORDERPAID`, `SYSTEMERROR`…).
+    /// WeChat's business error code, when WeChat gave one (`ORDERPAID`, `SYSTEMERROR`…;
+    /// APIv3's `code`, e.g. `ORDER_CLOSED`).
     pub fn err_code(&self) -> Option<&str> {
         match self {
             PayError::Business { err_code, .. } => Some(err_code),
+            PayError::V3(e) => Some(e.code.as_str()),
+            _ => None,
+        }
+    }
+
+    /// WeChat's words for people: v2 `err_code_des`, v3 `message`.
+    pub fn err_code_des(&self) -> Option<&str> {
+        match self {
+            PayError::Business { err_code_des, .. } => Some(err_code_des),
+            PayError::V3(e) => Some(&e.message),
+            _ => None,
+        }
+    }
+
+    /// What the refusal means to a flow (`None`: a refusal that settles nothing).
+    pub fn said(&self) -> Option<Said> {
+        use crate::v3::api_error::Code;
+        match self {
+            PayError::Business { err_code, .. } => match err_code.as_str() {
+                "ORDERCLOSED" => Some(Said::Closed),
+                "ORDERNOTEXIST" => Some(Said::NotFound),
+                "ORDERPAID" => Some(Said::Paid),
+                "SYSTEMERROR" | "BANKERROR" | "USERPAYING" | "FREQUENCY_LIMITED" => {
+                    Some(Said::Busy)
+                }
+                _ => None,
+            },
+            PayError::V3(e) => match e.code {
+                Code::OrderClosed => Some(Said::Closed),
+                Code::OrderNotExist => Some(Said::NotFound),
+                _ if e.is_transient() => Some(Said::Busy),
+                _ => None,
+            },
             _ => None,
         }
     }
 
     /// Whether retrying the same request later may succeed.
     pub fn is_transient(&self) -> bool {
-        matches!(
-            self.err_code(),
-            Some("SYSTEMERROR" | "BANKERROR" | "USERPAYING" | "FREQUENCY_LIMITED")
-        )
+        self.said() == Some(Said::Busy)
     }
 }
 

@@ -3,7 +3,7 @@
 
 mod v3_keys;
 
-use wxedge_core::flow::notify::{Expect, Read, Received, decide, read};
+use wxedge_core::flow::notify::{Expect, Read, Received, decide, read, read_v3};
 use wxedge_core::ledger::OrderStatus;
 use wxedge_core::notify::{Notify, Outcome, PaidNotice as V2Notice, build_paid_notify as build_v2};
 use wxedge_core::order::OrderRow;
@@ -97,7 +97,7 @@ fn v2_notify(tx: &str, total: u64) -> Notify {
     };
     match read(&r, &m.key, m.sign_type) {
         Read::Verified(n) => *n,
-        Read::Unverified(d) => panic!("{d:?}"),
+        Read::Unverified(d) | Read::Refused(d) => panic!("{d:?}"),
     }
 }
 
@@ -257,4 +257,178 @@ fn a_bad_tag_or_wrong_aad_is_refused_after_the_signature() {
     let verified = keys.verify(&headers, tampered.as_bytes(), NOW).unwrap();
     let e = notify::parse_notify(&verified, &api_v3_key()).unwrap_err();
     assert_eq!(e.code(), "V3_DECRYPT_FAILED");
+}
+
+/// `read_v3` as the worker runs it: the two-step check, the RSA verdict, then the read.
+fn read_signed(body: &str, sign_over: &str, now: i64) -> Read {
+    let ts = NOW.to_string();
+    let message = format!("{ts}\nnonce-1\n{sign_over}\n");
+    let signature = STANDARD.encode(wechat().sign(message.as_bytes()).unwrap());
+    let keys = WechatKeys::new()
+        .with_public_key(KEY_ID, wechat().public_key())
+        .unwrap();
+    let headers = Headers {
+        timestamp: Some(&ts),
+        nonce: Some("nonce-1"),
+        signature: Some(&signature),
+        serial: Some(KEY_ID),
+    };
+    let r = Received {
+        body: body.as_bytes(),
+        remote_ip: Some("1.2.3.4"),
+        now_ms: 7,
+    };
+    let checked = keys.check(&headers, body.as_bytes(), now);
+    let verified = match checked {
+        Ok(p) => {
+            use wxedge_core::v3::rsa::RsaVerifier;
+            let valid = p.key.verify(&p.message, &p.signature);
+            p.conclude(valid)
+        }
+        Err(e) => Err(e),
+    };
+    read_v3(&r, verified.as_ref().copied(), &api_v3_key())
+}
+
+fn notification(
+    d: &wxedge_core::flow::Decision<wxedge_core::flow::notify::Reply>,
+) -> &wxedge_core::store::NotificationRecord {
+    match &d.writes[..] {
+        [Write::Notification(n)] => n,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn read_v3_believes_only_the_bytes_that_were_signed() {
+    let body = v3_body(TX, 100);
+    assert!(matches!(read_signed(&body, &body, NOW), Read::Verified(_)));
+    // Re-serialized after signing (the peers' bug): the bytes differ, so nothing verifies.
+    let reserialized =
+        serde_json::to_string_pretty(&serde_json::from_str::<serde_json::Value>(&body).unwrap())
+            .unwrap();
+    for (read, code) in [
+        (read_signed(&reserialized, &body, NOW), "SIGN_MISMATCH"),
+        (read_signed(&body, &body, NOW + 301), "V3_TIMESTAMP_SKEW"),
+        (read_signed(&body, &body, NOW - 301), "V3_TIMESTAMP_SKEW"),
+    ] {
+        let Read::Unverified(d) = read else {
+            panic!("{code}: believed")
+        };
+        let n = notification(&d);
+        assert!(!n.verified && n.reason.starts_with(code), "{}", n.reason);
+        assert_eq!(notify::from_flow(&d.reply).status, 401);
+        assert!(n.body.len() <= wxedge_core::flow::notify::REJECTED_PREFIX_BYTES);
+    }
+    // Signed, but the resource does not open: kept whole, 500 so WeChat retries.
+    let mut envelope: serde_json::Value = serde_json::from_str(&body).unwrap();
+    envelope["resource"]["associated_data"] = "certificate".into();
+    let tampered = envelope.to_string();
+    let Read::Refused(d) = read_signed(&tampered, &tampered, NOW) else {
+        panic!("a bad AAD was not refused")
+    };
+    let n = notification(&d);
+    assert!(n.verified && n.body == tampered && n.reason.starts_with("V3_DECRYPT_FAILED"));
+    let reply = notify::from_flow(&d.reply);
+    assert_eq!(reply.status, 500);
+    assert!(reply.body.contains("FAIL"));
+}
+
+#[test]
+fn a_notify_in_the_other_format_is_named_and_changes_nothing() {
+    use wxedge_core::flow::notify::{Format, unreadable};
+    assert_eq!(Format::of(b"  <xml></xml>"), Some(Format::V2Xml));
+    assert_eq!(Format::of(b"\n{}"), Some(Format::V3Json));
+    assert_eq!(Format::of(b"hello"), None);
+    let r = Received {
+        body: b"<xml><return_code>SUCCESS</return_code></xml>",
+        remote_ip: None,
+        now_ms: 1,
+    };
+    let Read::Unverified(d) = unreadable(&r, Format::V3Json) else {
+        panic!()
+    };
+    let n = notification(&d);
+    assert!(n.reason.starts_with("WRONG_NOTIFY_FORMAT"), "{}", n.reason);
+    assert_eq!(d.reply.status, 400);
+}
+
+mod outcomes {
+    use super::*;
+    use wxedge_core::pay::{PayError, Said};
+    use wxedge_core::v3::jsapi::{Answer, close_outcome, prepay_outcome, query_outcome};
+    use wxedge_core::v3::verify::sign;
+
+    /// Close's answer as WeChat signs it (or unsigned), judged as the worker does.
+    fn answered(status: u16, body: &str, signed: bool) -> Result<(), PayError> {
+        let keys = WechatKeys::new()
+            .with_public_key(KEY_ID, wechat().public_key())
+            .unwrap();
+        let h = sign(&wechat(), KEY_ID, NOW, "n-1", body.as_bytes()).unwrap();
+        let pairs = h.pairs();
+        let get = |name: &str| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| *v);
+        let headers = if signed {
+            Headers::from_lookup(get)
+        } else {
+            Headers::default()
+        };
+        let verified = keys.verify(&headers, body.as_bytes(), NOW);
+        close_outcome(&Answer {
+            status,
+            body: body.as_bytes(),
+            verified: verified.as_ref().copied(),
+        })
+    }
+
+    #[test]
+    fn an_ending_refusal_counts_only_when_signed() {
+        let closed = r#"{"code":"ORDER_CLOSED","message":"订单已关闭"}"#;
+        let signed = answered(400, closed, true).unwrap_err();
+        assert_eq!(signed.said(), Some(Said::Closed));
+        let forged = answered(400, closed, false).unwrap_err();
+        assert!(matches!(forged, PayError::V3Untrusted { .. }), "{forged:?}");
+        assert_eq!(forged.said(), None);
+        // A refusal that ends nothing may be unsigned (SIGN_ERROR is).
+        let busy = answered(500, r#"{"code":"SYSTEM_ERROR","message":"x"}"#, false).unwrap_err();
+        assert_eq!(busy.said(), Some(Said::Busy));
+        assert!(answered(204, "", true).is_ok());
+        assert!(matches!(
+            answered(204, "", false),
+            Err(PayError::V3Untrusted { .. })
+        ));
+    }
+
+    #[test]
+    fn prepay_and_query_answers_read_only_when_verified() {
+        let keys = WechatKeys::new()
+            .with_public_key(KEY_ID, wechat().public_key())
+            .unwrap();
+        let body = r#"{"prepay_id":"wx201410272009395522657a690389285100"}"#;
+        let h = sign(&wechat(), KEY_ID, NOW, "n-2", body.as_bytes()).unwrap();
+        let pairs = h.pairs();
+        let get = |name: &str| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| *v);
+        let v = keys.verify(&Headers::from_lookup(get), body.as_bytes(), NOW);
+        let answer = Answer {
+            status: 200,
+            body: body.as_bytes(),
+            verified: v.as_ref().copied(),
+        };
+        assert_eq!(
+            prepay_outcome(&answer).unwrap().prepay_id,
+            "wx201410272009395522657a690389285100"
+        );
+        let missing = r#"{"code":"ORDER_NOT_EXIST","message":"订单不存在"}"#;
+        let h = sign(&wechat(), KEY_ID, NOW, "n-3", missing.as_bytes()).unwrap();
+        let pairs = h.pairs();
+        let get = |name: &str| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| *v);
+        let v = keys.verify(&Headers::from_lookup(get), missing.as_bytes(), NOW);
+        let answer = Answer {
+            status: 404,
+            body: missing.as_bytes(),
+            verified: v.as_ref().copied(),
+        };
+        let e = query_outcome(&answer, MCHID, APPID, "T000001").unwrap_err();
+        assert_eq!(e.said(), Some(Said::NotFound));
+        assert_eq!(e.err_code(), Some("ORDER_NOT_EXIST"));
+    }
 }

@@ -87,6 +87,122 @@ pub enum Read {
     /// it against the sender's rate limit before writing (over it: [`rate_limited`],
     /// nothing written).
     Unverified(Decision<Reply>),
+    /// WeChat's own (its signature verified) but not usable here: a resource our APIv3
+    /// key does not open, an event this handler does not take. Kept whole, answered with
+    /// a failure so WeChat retries once the configuration is fixed; never counted
+    /// against the sender's rate limit.
+    Refused(Decision<Reply>),
+}
+
+/// The wire format of a notify body, told by its content: v2 is an XML document, v3 a
+/// JSON envelope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    V2Xml,
+    V3Json,
+}
+
+impl Format {
+    /// `<…` is v2, `{…` v3 (after leading whitespace); anything else is neither.
+    pub fn of(body: &[u8]) -> Option<Format> {
+        match body.iter().find(|b| !b.is_ascii_whitespace()) {
+            Some(b'<') => Some(Format::V2Xml),
+            Some(b'{') => Some(Format::V3Json),
+            _ => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Format::V2Xml => "a v2 XML notify",
+            Format::V3Json => "an APIv3 JSON notify",
+        }
+    }
+}
+
+/// The decision for a body this deployment cannot read at all: neither format, or a
+/// format it holds no key for (`expected`: the one it speaks). Kept as a prefix, like
+/// any unverified body.
+pub fn unreadable(r: &Received<'_>, expected: Format) -> Read {
+    let (code, reason) = match Format::of(r.body) {
+        None => (
+            "NOT_A_NOTIFY",
+            format!("neither XML nor JSON: expected {}", expected.name()),
+        ),
+        Some(found) => (
+            "WRONG_NOTIFY_FORMAT",
+            format!(
+                "{} to a merchant configured for {} (PAY_API): no key here verifies it",
+                found.name(),
+                expected.name()
+            ),
+        ),
+    };
+    Read::Unverified(Decision::new(
+        vec![Write::Notification(record(
+            r,
+            false,
+            None,
+            Verdict::Rejected,
+            format!("{code}: {reason}"),
+        ))],
+        Reply::fail(400, &format!("rejected: {code}")),
+    ))
+}
+
+/// Reads an APIv3 notify: `verified` is what checking its `Wechatpay-*` headers over
+/// these very bytes gave (the shell ran the RSA check [`WechatKeys::check`] set up), `key`
+/// the APIv3 key that opens its resource. Only then is the body kept whole.
+///
+/// [`WechatKeys::check`]: crate::v3::verify::WechatKeys::check
+pub fn read_v3(
+    r: &Received<'_>,
+    verified: Result<crate::v3::verify::Verified<'_>, &crate::v3::verify::VerifyError>,
+    key: &crate::v3::aead::ApiV3Key,
+) -> Read {
+    use crate::v3::notify::{NotifyV3Error, parse_notify};
+    let verified = match verified {
+        Ok(v) => v,
+        Err(e) => {
+            let reason = format!("{}: {e}", e.code());
+            return Read::Unverified(Decision::new(
+                vec![Write::Notification(record(
+                    r,
+                    false,
+                    None,
+                    Verdict::Rejected,
+                    reason,
+                ))],
+                Reply::fail(401, &format!("rejected: {}", e.code())),
+            ));
+        }
+    };
+    let e = match parse_notify(&verified, key) {
+        Ok(n) => return Read::Verified(Box::new(n)),
+        Err(e) => e,
+    };
+    let (status, reason) = match &e {
+        // Signed by WeChat yet our key does not open it: the APIv3 key configured is
+        // not this merchant's. 500 keeps WeChat retrying until it is fixed.
+        NotifyV3Error::Decrypt(_) => (
+            500,
+            format!(
+                "{}: {e} (is WECHAT_PAY_V3_KEY this merchant's APIv3 key?)",
+                e.code()
+            ),
+        ),
+        _ => (400, format!("{}: {e}", e.code())),
+    };
+    Read::Refused(Decision::new(
+        vec![Write::Notification(record(
+            r,
+            true,
+            None,
+            Verdict::Rejected,
+            reason,
+        ))],
+        Reply::fail(status, &format!("rejected: {}", e.code())),
+    ))
 }
 
 fn sha256_hex(body: &[u8]) -> String {
@@ -332,7 +448,7 @@ mod tests {
             m.sign_type,
         ) {
             Read::Verified(n) => *n,
-            Read::Unverified(d) => panic!("{d:?}"),
+            Read::Unverified(d) | Read::Refused(d) => panic!("{d:?}"),
         }
     }
 

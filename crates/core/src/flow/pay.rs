@@ -15,7 +15,7 @@ use crate::flow::Decision;
 use crate::flow::reconcile::Policy;
 use crate::ledger::OrderStatus;
 use crate::order::OrderRow;
-use crate::pay::{PayError, Prepay};
+use crate::pay::{PayError, Prepay, Said};
 use crate::store::{Change, NewOrder, Write};
 
 /// A prepay_id is handed out again only with this much of its life to spare.
@@ -203,13 +203,11 @@ pub fn after_unified_order(
         return_msg: return_msg.map(str::to_owned),
     };
     let (reply, reason) = match err {
-        PayError::Business {
-            err_code,
-            err_code_des,
-        } => (
-            refused(Some(err_code), err_code_des, None),
-            err_code.clone(),
-        ),
+        PayError::Business { .. } | PayError::V3(_) => {
+            let code = err.err_code().unwrap_or_default();
+            let des = err.err_code_des().unwrap_or_default();
+            (refused(Some(code), des, None), code.to_owned())
+        }
         PayError::Communication { return_msg } => {
             (refused(None, "", Some(return_msg)), return_msg.clone())
         }
@@ -218,14 +216,14 @@ pub fn after_unified_order(
         // known, so the order stays as it is for a retry or the reconciler.
         _ => return retry(format!("WeChat Pay's answer could not be verified ({err})")),
     };
-    let write = match err.err_code() {
+    let write = match err.said() {
         // WeChat agrees the order is over.
-        Some("ORDERCLOSED") => change(Change::Ended {
+        Some(Said::Closed) => change(Change::Ended {
             status: OrderStatus::Closed,
             reason,
         }),
         // The money arrived: the reconciler's orderquery credits it, at once.
-        Some("ORDERPAID") => change(Change::Recheck {
+        Some(Said::Paid) => change(Change::Recheck {
             at_ms: now_ms,
             note: "unifiedorder says ORDERPAID".into(),
             attention: None,

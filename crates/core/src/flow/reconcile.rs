@@ -17,7 +17,7 @@
 use crate::flow::Decision;
 use crate::ledger::OrderStatus;
 use crate::order::{Attention, OrderRow, PaidVia};
-use crate::pay::{OrderQuery, PayError, TradeState};
+use crate::pay::{OrderQuery, PayError, Said, TradeState};
 use crate::store::{Change, Write};
 
 /// A prepay_id is valid for 2 hours; after that the user cannot pay it.
@@ -181,7 +181,7 @@ pub fn after_query(
         Some(Ok(q)) => q,
         // The order has not reached WeChat (yet): a pay retry may still place it, so
         // wait; once none can, close it at WeChat too before ending it here.
-        Some(Err(PayError::Business { err_code, .. })) if err_code == "ORDERNOTEXIST" => {
+        Some(Err(e)) if e.said() == Some(Said::NotFound) => {
             return while_payable(
                 order,
                 "WeChat does not know the order yet; a retry may still place it",
@@ -289,22 +289,22 @@ pub fn after_close(
             "closed by the reconciler: unpaid past the prepay_id's life".into(),
             now_ms,
         ),
-        Some(Err(e)) => match e.err_code() {
+        Some(Err(e)) => match e.said() {
             // WeChat agrees: it is closed, or it never had the order.
-            Some("ORDERCLOSED") => end(
+            Some(Said::Closed) => end(
                 order,
                 OrderStatus::Closed,
                 "closed at WeChat".into(),
                 now_ms,
             ),
-            Some("ORDERNOTEXIST") => end(
+            Some(Said::NotFound) => end(
                 order,
                 OrderStatus::Closed,
-                "ORDERNOTEXIST: never reached WeChat".into(),
+                format!("{}: never reached WeChat", e.err_code().unwrap_or_default()),
                 now_ms,
             ),
             // Paid at the last moment: look again now, and orderquery credits it.
-            Some("ORDERPAID") => look_again(
+            Some(Said::Paid) => look_again(
                 order,
                 now_ms,
                 "closeorder says ORDERPAID; orderquery will credit it".into(),

@@ -26,10 +26,13 @@ use base64::engine::general_purpose::STANDARD;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::pay::{FieldProblem, OrderQuery, PaymentParams, TradeState};
+use std::fmt;
+
+use crate::pay::{FieldProblem, OrderQuery, PayError, PaymentParams, Prepay, TradeState};
+use crate::v3::api_error::{ApiError, Code};
 use crate::v3::notify::{Transaction, v2_time};
 use crate::v3::rsa::{RsaError, RsaSigner, RsaVerifier};
-use crate::v3::verify::Verified;
+use crate::v3::verify::{Verified, VerifyError};
 use crate::{ErrorCode, Fen};
 
 /// Where a JSAPI (and mini-program) order is placed.
@@ -386,6 +389,83 @@ pub fn parse_close(status: u16, _answer: &Verified<'_>) -> Result<(), JsapiError
     } else {
         Err(JsapiError::UnexpectedStatus(status, 204))
     }
+}
+
+/// A v3 answer as the shell received it: the status, the raw body, and what verifying
+/// its `Wechatpay-*` headers over that body gave (the shell runs the RSA check the core's
+/// [`WechatKeys::check`](crate::v3::verify::WechatKeys::check) set up).
+#[derive(Debug, Clone, Copy)]
+pub struct Answer<'a> {
+    pub status: u16,
+    pub body: &'a [u8],
+    pub verified: Result<Verified<'a>, &'a VerifyError>,
+}
+
+impl<'a> Answer<'a> {
+    fn untrusted(code: &'static str, reason: impl fmt::Display) -> PayError {
+        PayError::V3Untrusted {
+            code,
+            reason: reason.to_string(),
+        }
+    }
+
+    /// A success status, verified; anything else is the refusal (or the distrust) the
+    /// flows decide on.
+    fn success(&self) -> Result<Verified<'a>, PayError> {
+        if (200..300).contains(&self.status) {
+            return self
+                .verified
+                .map_err(|e| Self::untrusted(e.code(), format!("HTTP {}: {e}", self.status)));
+        }
+        let error = ApiError::parse(self.status, self.body);
+        // A refusal that would end an order must be WeChat's own (it signs every answer to
+        // a request whose signature it accepted): an unsigned ORDER_CLOSED or
+        // ORDER_NOT_EXIST is not believed, so nothing payable is ended on a forgery.
+        let ends = matches!(error.code, Code::OrderClosed | Code::OrderNotExist);
+        if ends && let Err(e) = self.verified {
+            return Err(Self::untrusted(
+                e.code(),
+                format!("an unverified {} answer: {e}", error.code.as_str()),
+            ));
+        }
+        Err(PayError::V3(Box::new(error)))
+    }
+}
+
+fn jsapi_untrusted(e: JsapiError) -> PayError {
+    PayError::V3Untrusted {
+        code: e.code(),
+        reason: e.to_string(),
+    }
+}
+
+/// Prepay's answer in the v2 flow's terms ([`crate::flow::pay::after_unified_order`]
+/// decides on it for both APIs).
+pub fn prepay_outcome(answer: &Answer<'_>) -> Result<Prepay, PayError> {
+    let verified = answer.success()?;
+    let prepay_id = parse_prepay(&verified).map_err(jsapi_untrusted)?;
+    Ok(Prepay {
+        prepay_id,
+        trade_type: "JSAPI".into(),
+        code_url: None,
+    })
+}
+
+/// Query's answer in the v2 flow's terms ([`crate::flow::reconcile::after_query`]).
+pub fn query_outcome(
+    answer: &Answer<'_>,
+    mchid: &str,
+    appid: &str,
+    out_trade_no: &str,
+) -> Result<OrderQuery, PayError> {
+    let verified = answer.success()?;
+    parse_query(&verified, mchid, appid, out_trade_no).map_err(jsapi_untrusted)
+}
+
+/// Close's answer in the v2 flow's terms ([`crate::flow::reconcile::after_close`]).
+pub fn close_outcome(answer: &Answer<'_>) -> Result<(), PayError> {
+    let verified = answer.success()?;
+    parse_close(answer.status, &verified).map_err(jsapi_untrusted)
 }
 
 /// A prepay request as WeChat reads it (for wxsim): the body's fields, owned.

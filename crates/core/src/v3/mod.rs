@@ -11,6 +11,7 @@
 //! |---|---|
 //! | [`authorization`] | the request's signed message and its `Authorization` header, both ways |
 //! | [`verify`] | answers and notifies: `Wechatpay-*` headers → key by serial, skew, probe |
+//! | [`pem`] | PEM/DER framing: keys and certificates → PKCS#8 / SPKI, certificate serials |
 //! | [`rsa`] | the RSA seam: [`rsa::RsaSigner`] / [`rsa::RsaVerifier`], and the `ring` impl |
 //! | [`aead`] | `AEAD_AES_256_GCM` resource decrypt (and encrypt, for wxsim) |
 //! | [`notify`] | the notify envelope, the decrypted transaction → `Notify`, the replies |
@@ -27,6 +28,7 @@ pub mod authorization;
 pub mod explain;
 pub mod jsapi;
 pub mod notify;
+pub mod pem;
 pub mod rsa;
 pub mod verify;
 
