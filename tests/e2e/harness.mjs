@@ -9,7 +9,7 @@ import { mkdtempSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { randomBytes, generateKeyPairSync } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { DatabaseSync } from 'node:sqlite';
 
@@ -19,6 +19,38 @@ const WRANGLER = join(ROOT, 'node_modules', '.bin', 'wrangler');
 const WXSIM = process.env.WXSIM_BIN ?? join(ROOT, 'target', 'release', 'wxsim');
 
 const hex = (n) => randomBytes(n).toString('hex');
+
+/** A fresh 2048-bit RSA key pair as PEM: PKCS#8 private, SPKI public. */
+export function rsaKeys() {
+  const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  return {
+    privateKey: privateKey.export({ type: 'pkcs8', format: 'pem' }),
+    publicKey: publicKey.export({ type: 'spki', format: 'pem' }),
+  };
+}
+
+/** A PEM as one double-quoted .dev.vars line with \n escapes (dotenv's form). */
+const devVarsPem = (pem) => `"${pem.trim().replace(/\n/g, '\\n')}"`;
+
+/**
+ * APIv3 credentials for one stack, made fresh: the merchant's key, certificate serial and
+ * APIv3 key; WeChat's key (wxsim's) with its public half as the 微信支付公钥 and a
+ * PUB_KEY_ID_; a second WeChat key for the rotated_key fault.
+ */
+function v3Credentials() {
+  const merchant = rsaKeys();
+  const wechat = rsaKeys();
+  const rotated = rsaKeys();
+  const digits = Array.from(randomBytes(16), (b) => b % 10).join('');
+  return {
+    merchant,
+    wechat,
+    rotated,
+    serial: hex(20).toUpperCase(),
+    apiV3Key: hex(16),
+    publicKeyId: `PUB_KEY_ID_${digits}`,
+  };
+}
 
 export function freePort() {
   return new Promise((resolve, reject) => {
@@ -80,7 +112,8 @@ function childEnv() {
 
 export class Stack {
   /**
-   * opts: signType, timeScale, sessionTtl, wechatTimeoutMs, vars and secrets (override the
+   * opts: api ('v2', the default, or 'v3': fresh APIv3 keys, this.v3), workerOmits (secrets
+   * wxsim has and the worker is not given), signType, timeScale, sessionTtl, wechatTimeoutMs, vars and secrets (override the
    * generated ones), limits, simArgs, wranglerArgs, main, logLevel, inspectorPort;
    * beforeWorker(stack): runs once the local state exists, before wrangler dev starts;
    * refusesConfig: the worker is expected to answer code 9 (strict mode) when up.
@@ -90,6 +123,9 @@ export class Stack {
     this.dir = mkdtempSync(join(tmpdir(), 'wxedge-e2e-'));
     this.persist = join(this.dir, 'state');
     this.envFile = join(this.dir, '.dev.vars');
+    // wxsim's copy: WeChat knows every key of the merchant even when the worker is not
+    // given one (opts.workerOmits).
+    this.simEnvFile = join(this.dir, 'wxsim.vars');
     this.simLog = join(this.dir, 'wxsim.log');
     this.workerLog = join(this.dir, 'wrangler.log');
   }
@@ -101,12 +137,27 @@ export class Stack {
     this.opts.inspectorPort ??= await freePort();
     this.sim = `http://127.0.0.1:${this.simPort}`;
     this.api = `http://127.0.0.1:${this.workerPort}`;
+    this.api_version = this.opts.api ?? 'v2';
+    this.v3 = this.api_version === 'v3' ? v3Credentials() : null;
+    const v3 = this.v3
+      ? {
+          WECHAT_PAY_V3_PRIVATE_KEY: devVarsPem(this.v3.merchant.privateKey),
+          WECHAT_PAY_V3_SERIAL: this.v3.serial,
+          WECHAT_PAY_V3_KEY: this.v3.apiV3Key,
+          WECHAT_PAY_PUBLIC_KEY: devVarsPem(this.v3.wechat.publicKey),
+          WECHAT_PAY_PUBLIC_KEY_ID: this.v3.publicKeyId,
+          WXSIM_WECHAT_PRIVATE_KEY: devVarsPem(this.v3.wechat.privateKey),
+          WXSIM_ROTATED_PRIVATE_KEY: devVarsPem(this.v3.rotated.privateKey),
+        }
+      : {};
     this.secrets = {
       WECHAT_APP_SECRET: hex(16),
       WECHAT_PAY_KEY: hex(16),
       ADMIN_TOKEN: hex(16),
+      ...v3,
       ...(this.opts.secrets ?? {}),
     };
+    for (const k of this.opts.workerOmits ?? []) delete this.secrets[k];
     this.vars = {
       WECHAT_APPID: `wx${hex(8)}`,
       WECHAT_MCH_ID: `19${String(Date.now()).slice(-8)}`,
@@ -118,10 +169,14 @@ export class Stack {
       WECHAT_TIMEOUT_MS: String(this.opts.wechatTimeoutMs ?? 3000),
       // http bases (wxsim) and a loopback PUBLIC_BASE_URL: allowed only when asked.
       CONFIG_MODE: 'local',
+      PAY_API: this.api_version,
       ...(this.opts.vars ?? {}),
     };
     const all = { ...this.vars, ...this.secrets };
-    writeFileSync(this.envFile, Object.entries(all).map(([k, v]) => `${k}=${v}\n`).join(''));
+    const lines = (o) => Object.entries(o).map(([k, v]) => `${k}=${v}\n`).join('');
+    writeFileSync(this.envFile, lines(all));
+    const simOnly = Object.fromEntries((this.opts.workerOmits ?? []).map((k) => [k, hex(16)]));
+    writeFileSync(this.simEnvFile, lines({ ...all, ...simOnly }));
     // wrangler.toml without its [build] (the worker is built already) and with absolute
     // paths: no rebuild, and no restart when a source file changes mid-run.
     this.config = join(this.dir, 'wrangler.toml');
@@ -151,7 +206,7 @@ export class Stack {
     const log = openSync(this.simLog, 'a');
     this.simProc = spawn(
       WXSIM,
-      ['--dev-vars', this.envFile, '--listen', `127.0.0.1:${this.simPort}`, '--time-scale', String(this.opts.timeScale),
+      ['--dev-vars', this.simEnvFile, '--listen', `127.0.0.1:${this.simPort}`, '--time-scale', String(this.opts.timeScale),
         '--notify-timeout-ms', '2000', ...(this.opts.simArgs ?? [])],
       { stdio: ['ignore', log, log] },
     );

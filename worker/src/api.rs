@@ -149,6 +149,19 @@ pub fn xml(status: u16, body: String) -> worker::Result<Response> {
         .with_headers(headers))
 }
 
+/// A JSON answer of WeChat's shape (not our envelope): APIv3's notify replies. A 204
+/// carries no body, as HTTP requires.
+pub fn json_body(status: u16, body: String) -> worker::Result<Response> {
+    if status == 204 {
+        return Ok(Response::empty()?.with_status(204));
+    }
+    let headers = Headers::new();
+    headers.set("Content-Type", "application/json; charset=utf-8")?;
+    Ok(Response::from_bytes(body.into_bytes())?
+        .with_status(status)
+        .with_headers(headers))
+}
+
 /// A request body read within the bound: its bytes, not yet interpreted.
 ///
 /// With a `Content-Length` the bound is judged before reading, and a body within it is

@@ -12,6 +12,9 @@ use wxedge_core::SignType;
 use wxedge_core::flow::reconcile::Policy;
 use wxedge_core::pay::Merchant;
 use wxedge_core::session;
+use wxedge_core::v3::aead::ApiV3Key;
+use wxedge_core::v3::pem;
+use wxedge_core::v3::verify::WechatKeys;
 
 use crate::api::ApiError;
 
@@ -22,7 +25,13 @@ pub struct Config {
     pub appid: String,
     pub mch_id: String,
     pub app_secret: String,
+    /// `PAY_API`: which WeChat Pay API places, queries and closes orders.
+    pub pay_api: PayApi,
+    /// The v2 API key. Required for `PAY_API=v2`; optional for v3, where it is kept only
+    /// so v2 XML notifies of orders placed before a switch still verify (empty: unset).
     pub pay_key: String,
+    /// APIv3's credentials (`PAY_API=v3` only).
+    pub v3: Option<V3>,
     pub sign_type: SignType,
     pub api_base: String,
     pub pay_base: String,
@@ -46,6 +55,117 @@ pub struct Config {
     /// How long unverified notifies (a 512-byte prefix, a hash and the reason) are kept
     /// before the cron deletes them.
     pub notify_rejected_retention_ms: u64,
+}
+
+/// `PAY_API`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PayApi {
+    V2,
+    V3,
+}
+
+/// What APIv3 needs, read from the secrets and checked once per isolate (a PEM that does
+/// not parse is named at the first request, never at the first payment). Debug prints no
+/// key material.
+pub struct V3 {
+    /// `WECHAT_PAY_V3_SERIAL`: the merchant API certificate's serial (`serial_no`).
+    pub serial_no: String,
+    /// `WECHAT_PAY_V3_PRIVATE_KEY` (`apiclient_key.pem`), as PKCS#8 DER for WebCrypto.
+    pub private_key: Vec<u8>,
+    /// `WECHAT_PAY_V3_KEY`: opens notify resources.
+    pub api_v3_key: ApiV3Key,
+    /// WeChat's keys by the name `Wechatpay-Serial` gives them, as SPKI DER: the 微信支付公钥
+    /// (`WECHAT_PAY_PUBLIC_KEY` + `WECHAT_PAY_PUBLIC_KEY_ID`) and, during a migration, the
+    /// platform certificates of `WECHAT_PAY_PLATFORM_CERTS`.
+    pub wechat: WechatKeys<Vec<u8>>,
+}
+
+impl std::fmt::Debug for V3 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("V3")
+            .field("serial_no", &self.serial_no)
+            .finish_non_exhaustive()
+    }
+}
+
+fn misconfigured(name: &str, problem: impl std::fmt::Display) -> ApiError {
+    ApiError::internal(format!("server misconfigured: {name} {problem}"))
+}
+
+impl V3 {
+    fn read(env: &Env) -> Result<V3, ApiError> {
+        let serial_no = required(env, "WECHAT_PAY_V3_SERIAL")?;
+        let private_key = pem::private_key_pkcs8(&required(env, "WECHAT_PAY_V3_PRIVATE_KEY")?)
+            .map_err(|e| {
+                misconfigured(
+                    "WECHAT_PAY_V3_PRIVATE_KEY",
+                    format!("is not the merchant's apiclient_key.pem: {e}"),
+                )
+            })?;
+        let api_v3_key = ApiV3Key::new(&required(env, "WECHAT_PAY_V3_KEY")?).map_err(|_| {
+            misconfigured(
+                "WECHAT_PAY_V3_KEY",
+                "must be the 32-character APIv3 key set in the merchant platform (API安全 → APIv3密钥)",
+            )
+        })?;
+        let mut wechat = WechatKeys::new();
+        let public = var(env, "WECHAT_PAY_PUBLIC_KEY");
+        let public_id = var(env, "WECHAT_PAY_PUBLIC_KEY_ID");
+        match (public, public_id) {
+            (Some(key), Some(id)) => {
+                let spki = pem::public_key_spki(&key).map_err(|e| {
+                    misconfigured(
+                        "WECHAT_PAY_PUBLIC_KEY",
+                        format!("is not the 微信支付公钥 pub_key.pem: {e}"),
+                    )
+                })?;
+                wechat = wechat.with_public_key(id.trim(), spki).map_err(|_| {
+                    misconfigured(
+                        "WECHAT_PAY_PUBLIC_KEY_ID",
+                        "must be the key's id as the merchant platform shows it, PUB_KEY_ID_…",
+                    )
+                })?;
+            }
+            (None, None) => {}
+            (Some(_), None) => {
+                return Err(misconfigured(
+                    "WECHAT_PAY_PUBLIC_KEY_ID",
+                    "is not set, but WECHAT_PAY_PUBLIC_KEY is: set both",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(misconfigured(
+                    "WECHAT_PAY_PUBLIC_KEY",
+                    "is not set, but WECHAT_PAY_PUBLIC_KEY_ID is: set both",
+                ));
+            }
+        }
+        if let Some(bundle) = var(env, "WECHAT_PAY_PLATFORM_CERTS") {
+            let certs = pem::certificates(&bundle).map_err(|e| {
+                misconfigured(
+                    "WECHAT_PAY_PLATFORM_CERTS",
+                    format!("must be platform certificates in PEM: {e}"),
+                )
+            })?;
+            for (serial, spki) in certs {
+                wechat = wechat
+                    .with_certificate(&serial, spki)
+                    .map_err(|e| misconfigured("WECHAT_PAY_PLATFORM_CERTS", e.to_string()))?;
+            }
+        }
+        if wechat.is_empty() {
+            return Err(misconfigured(
+                "WECHAT_PAY_PUBLIC_KEY",
+                "is not set: APIv3 needs WeChat's key to verify its answers and notifies (the 微信支付公钥 and its id, or WECHAT_PAY_PLATFORM_CERTS)",
+            ));
+        }
+        Ok(V3 {
+            serial_no,
+            private_key,
+            api_v3_key,
+            wechat,
+        })
+    }
 }
 
 fn var(env: &Env, name: &str) -> Option<String> {
@@ -101,6 +221,17 @@ impl Config {
                 ))
             })?,
         };
+        // Unset is v2: a deployment from before PAY_API existed keeps working as it was.
+        // wrangler.toml (what a new deployment starts from) says v3.
+        let pay_api = match var(env, "PAY_API").as_deref() {
+            None | Some("v2") => PayApi::V2,
+            Some("v3") => PayApi::V3,
+            Some(other) => {
+                return Err(ApiError::internal(format!(
+                    "server misconfigured: PAY_API is {other:?}, use v3 (APIv3 with the 微信支付公钥) or v2"
+                )));
+            }
+        };
         let config_mode = match var(env, "CONFIG_MODE").as_deref() {
             None | Some("strict") => ConfigMode::Strict,
             Some("local") => ConfigMode::Local,
@@ -115,7 +246,15 @@ impl Config {
             appid: required(env, "WECHAT_APPID")?,
             mch_id: required(env, "WECHAT_MCH_ID")?,
             app_secret: required(env, "WECHAT_APP_SECRET")?,
-            pay_key: required(env, "WECHAT_PAY_KEY")?,
+            pay_api,
+            pay_key: match pay_api {
+                PayApi::V2 => required(env, "WECHAT_PAY_KEY")?,
+                PayApi::V3 => var(env, "WECHAT_PAY_KEY").unwrap_or_default(),
+            },
+            v3: match pay_api {
+                PayApi::V2 => None,
+                PayApi::V3 => Some(V3::read(env)?),
+            },
             sign_type,
             api_base: var(env, "WECHAT_API_BASE")
                 .unwrap_or_else(|| "https://api.weixin.qq.com".into()),
@@ -170,6 +309,7 @@ impl Config {
                 appid: &self.appid,
                 mch_id: &self.mch_id,
                 pay_key: &self.pay_key,
+                pay_key_optional: self.pay_api == PayApi::V3,
                 admin_token: &self.admin_token,
                 api_base: &self.api_base,
                 pay_base: &self.pay_base,
@@ -205,6 +345,18 @@ impl Config {
         format!("{}/notify/", self.public_base_url.trim_end_matches('/'))
     }
 
+    /// The v3 credentials; `PAY_API=v3` guarantees them.
+    pub fn v3(&self) -> Result<&V3, ApiError> {
+        self.v3
+            .as_ref()
+            .ok_or_else(|| ApiError::internal("server misconfigured: PAY_API is not v3"))
+    }
+
+    /// `WECHAT_PAY_BASE` + an APIv3 path (with its query).
+    pub fn v3_url(&self, path_and_query: &str) -> String {
+        format!("{}{path_and_query}", self.pay_base.trim_end_matches('/'))
+    }
+
     pub fn pay_url(&self, call: &str) -> String {
         format!("{}/pay/{call}", self.pay_base.trim_end_matches('/'))
     }
@@ -221,6 +373,8 @@ pub struct Settings<'a> {
     pub appid: &'a str,
     pub mch_id: &'a str,
     pub pay_key: &'a str,
+    /// APIv3 deployments may leave the v2 key unset.
+    pub pay_key_optional: bool,
     pub admin_token: &'a str,
     pub api_base: &'a str,
     pub pay_base: &'a str,
@@ -257,7 +411,7 @@ pub fn strict_problems(s: &Settings) -> Vec<Problem> {
         );
     }
     let key_len = s.pay_key.chars().count();
-    if key_len != 32 {
+    if key_len != 32 && !(s.pay_key_optional && key_len == 0) {
         problem(
             "WECHAT_PAY_KEY",
             format!(
@@ -341,6 +495,7 @@ mod tests {
             appid: "wxd930ea5d5a258f4f",
             mch_id: "10000100",
             pay_key: "192006250b4c09247ec02edce69f6a2d",
+            pay_key_optional: false,
             admin_token: "5f0c7c3b2b1a4e0d9c8b7a6f5e4d3c2b1a0f9e8d",
             api_base: "https://api.weixin.qq.com",
             pay_base: "https://api.mch.weixin.qq.com",

@@ -6,7 +6,7 @@ use serde_json::json;
 use worker::{Env, Request, Response};
 
 use crate::api::{ApiError, ApiResult, envelope};
-use crate::config::Config;
+use crate::config::{Config, PayApi};
 
 pub async fn handle(req: &Request, env: &Env) -> ApiResult<Response> {
     let cfg = Config::from_env(env)?;
@@ -34,14 +34,33 @@ pub async fn handle(req: &Request, env: &Env) -> ApiResult<Response> {
     } else {
         None
     };
+    // APIv3: every key imports into WebCrypto (a PEM WebCrypto refuses is named here,
+    // not at the first payment). Imports are kept for the isolate's life.
+    let keys = match &cfg.v3 {
+        Some(v3) => Some(crate::v3::prepare(v3).await),
+        None => None,
+    };
     let mut data = json!({
         "version": env!("CARGO_PKG_VERSION"),
         "appid": cfg.appid,
         "mch_id": cfg.mch_id,
+        "pay_api": match cfg.pay_api {
+            PayApi::V2 => "v2",
+            PayApi::V3 => "v3",
+        },
         "sign_type": cfg.sign_type.as_str(),
         "kv": kv,
         "d1": d1,
     });
+    if let Some(v3) = &cfg.v3 {
+        data["v3"] = json!({
+            "serial_no": v3.serial_no,
+            "wechat_keys": v3.wechat.keys().map(|(name, _)| name).collect::<Vec<_>>(),
+        });
+    }
+    if let Some(Err(e)) = keys {
+        return Err(e.with_data(data));
+    }
     if let Some(w) = wechat {
         data["wechat"] = json!(w);
     }

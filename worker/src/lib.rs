@@ -35,6 +35,8 @@ pub mod orders;
 pub mod pay;
 pub mod reconcile;
 pub mod session;
+pub mod v3;
+pub mod webcrypto;
 pub mod wechat;
 
 use serde_json::json;

@@ -1,51 +1,87 @@
-//! `POST /notify/`: WeChat's payment notify, driven through wxedge-core's
-//! [`flow::notify`]: read (verify with our key and *our configured* algorithm) → the order
-//! → decide → one batch → WeChat's XML answer.
+//! `POST /notify/`: WeChat's payment notify in either wire format, driven through
+//! wxedge-core's [`flow::notify`]. The body's content tells the format
+//! ([`Format::of`]): v2 XML is verified with our key and *our configured* algorithm, APIv3
+//! JSON with the `Wechatpay-*` headers over the raw bytes received (never a
+//! re-serialization), then decrypted with the APIv3 key. Both give the same `Notify`,
+//! decided by the same [`flow::notify::decide`] against the order, in one guarded batch.
 //!
 //! A verified body is kept whole with its verdict; an unverified one keeps at most a
 //! 512-byte prefix, its hash and the reason, and counts against the sender's per-IP limit
-//! (over it, nothing is written). Storage failing means FAIL, so WeChat retries: nothing is
-//! acknowledged that was not recorded.
+//! (over it, nothing is written). A format this deployment holds no key for is refused by
+//! name. Storage failing means FAIL, so WeChat retries: nothing is acknowledged that was
+//! not recorded. Each body is answered in its own format.
 
 use worker::{Env, Request, Response};
-use wxedge_core::flow::notify::{self as flow, Expect, Read, Received};
+use wxedge_core::flow::notify::{self as flow, Expect, Format, Read, Received};
 use wxedge_core::flow::{Decision, MAX_ATTEMPTS};
+use wxedge_core::v3::notify::from_flow;
 
 use crate::api::{self, ApiError, ApiResult, read_body};
-use crate::config::Config;
+use crate::config::{Config, PayApi};
 use crate::limits::{self, Limit};
-use crate::{db, now_ms};
+use crate::v3::SignatureHeaders;
+use crate::{db, now_ms, v3};
 
-fn answer(reply: &flow::Reply) -> ApiResult<Response> {
-    Ok(api::xml(reply.status, reply.body.clone())?)
+/// The reply in `format`: v2's XML, or APIv3's 204 / `{"code":"FAIL",…}`.
+fn answer(format: Format, reply: &flow::Reply) -> ApiResult<Response> {
+    match format {
+        Format::V2Xml => Ok(api::xml(reply.status, reply.body.clone())?),
+        Format::V3Json => {
+            let r = from_flow(reply);
+            Ok(api::json_body(r.status, r.body)?)
+        }
+    }
 }
 
 fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError::internal(e.to_string())
 }
 
+/// The format this deployment speaks (and answers a body in neither format with).
+fn spoken(cfg: &Config) -> Format {
+    match cfg.pay_api {
+        PayApi::V2 => Format::V2Xml,
+        PayApi::V3 => Format::V3Json,
+    }
+}
+
 pub async fn handle(mut req: Request, env: &Env) -> ApiResult<Response> {
+    let cfg = Config::from_env(env)?;
     let body = match read_body(&mut req).await {
         Ok(b) => b,
-        Err(e) if e.code == 8 => return answer(&flow::too_large()),
+        Err(e) if e.code == 8 => return answer(spoken(&cfg), &flow::too_large()),
         Err(e) => return Err(e),
     };
-    let cfg = Config::from_env(env)?;
     let remote_ip = req.headers().get("CF-Connecting-IP").ok().flatten();
     let received = Received {
         body: &body,
         remote_ip: remote_ip.as_deref(),
         now_ms: now_ms(),
     };
-    let merchant = cfg.merchant();
-    let n = match flow::read(&received, &merchant.key, merchant.sign_type) {
+    let format = Format::of(&body);
+    let read = match (format, &cfg.v3) {
+        // A v2 key may stay configured beside APIv3 (orders placed before a switch).
+        (Some(Format::V2Xml), _) if !cfg.pay_key.is_empty() => {
+            let merchant = cfg.merchant();
+            flow::read(&received, &merchant.key, merchant.sign_type)
+        }
+        (Some(Format::V3Json), Some(keys)) => {
+            let headers = SignatureHeaders::of(req.headers());
+            let verified = v3::verify(keys, &headers.borrow(), &body).await?;
+            flow::read_v3(&received, verified.as_ref().copied(), &keys.api_v3_key)
+        }
+        _ => flow::unreadable(&received, spoken(&cfg)),
+    };
+    let format = format.unwrap_or_else(|| spoken(&cfg));
+    let n = match read {
         Read::Verified(n) => n,
         Read::Unverified(d) => {
             if !limits::allows(env, Limit::NotifyRejectedPerIp, &limits::client_ip(&req)).await {
-                return answer(&flow::rate_limited());
+                return answer(format, &flow::rate_limited());
             }
-            return run(env, &d).await;
+            return run(env, format, &d).await;
         }
+        Read::Refused(d) => return run(env, format, &d).await,
     };
     let db = db::d1(env)?;
     let expect = Expect {
@@ -56,20 +92,21 @@ pub async fn handle(mut req: Request, env: &Env) -> ApiResult<Response> {
         let order = db::order(&db, &n.out_trade_no).await?;
         let d = flow::decide(&n, order.as_ref(), expect, &received);
         if db::execute(&db, &d.batch().map_err(internal)?).await? {
-            return answer(&d.reply);
+            return answer(format, &d.reply);
         }
         // The order moved between our read and our write: decide again on what it is now.
     }
-    answer(&flow::storage_failed())
+    answer(format, &flow::storage_failed())
 }
 
-async fn run(env: &Env, d: &Decision<flow::Reply>) -> ApiResult<Response> {
+async fn run(env: &Env, format: Format, d: &Decision<flow::Reply>) -> ApiResult<Response> {
     let db = db::d1(env)?;
     db::execute(&db, &d.batch().map_err(internal)?).await?;
-    answer(&d.reply)
+    answer(format, &d.reply)
 }
 
-/// A notify that failed for our own reasons (storage) gets FAIL, so WeChat retries it.
+/// A notify that failed for our own reasons (storage, configuration) gets FAIL, so
+/// WeChat retries it; in XML, since the format of a body we never read is unknown.
 pub fn internal_failure(_: &ApiError) -> ApiResult<Response> {
-    answer(&flow::storage_failed())
+    answer(Format::V2Xml, &flow::storage_failed())
 }

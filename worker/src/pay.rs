@@ -6,21 +6,22 @@
 //! decided batch, decides again on the fresh row if its guard did not hold, and answers.
 
 use serde_json::json;
-use worker::{Env, Request, Response};
+use worker::{Env, Method, Request, Response};
 use wxedge_core::flow::MAX_ATTEMPTS;
 use wxedge_core::flow::pay::{self as flow, NewRequest, Next, Refusal, Reply};
 use wxedge_core::money::{self, AmountError};
 use wxedge_core::order::OrderRow;
 use wxedge_core::pay::{PayError, Prepay, UnifiedOrder};
 use wxedge_core::store::{self, Write};
+use wxedge_core::v3::jsapi::{self, JsapiError, JsapiOrder};
 use wxedge_core::{Fen, random};
 
 use crate::api::{ApiError, ApiResult, Input, ok};
-use crate::config::Config;
+use crate::config::{Config, PayApi};
 use crate::limits::{self, Limit};
 use crate::session::{self, Session};
 use crate::wechat::Upstream;
-use crate::{db, now_ms, wechat};
+use crate::{db, now_ms, v3, wechat};
 
 fn refused(r: Refusal) -> ApiError {
     match r {
@@ -78,11 +79,16 @@ pub async fn handle(mut req: Request, env: &Env) -> ApiResult<Response> {
     let answer = match flow::retry(&order, &session.openid, money, now_ms(), &cfg.reconcile)
         .map_err(refused)?
     {
-        Next::Reuse { prepay_id } => return pay_params(&cfg, &order.out_trade_no, &prepay_id),
-        Next::UnifiedOrder => {
-            let nonce = random::nonce_str().map_err(internal)?;
-            unified_order(&cfg, &session, &order, &nonce).await
+        Next::Reuse { prepay_id } => {
+            return pay_params(&cfg, &order.out_trade_no, &prepay_id).await;
         }
+        Next::UnifiedOrder => match cfg.pay_api {
+            PayApi::V2 => {
+                let nonce = random::nonce_str().map_err(internal)?;
+                unified_order(&cfg, &session, &order, &nonce).await
+            }
+            PayApi::V3 => prepay_v3(&cfg, &session, &order).await?,
+        },
     };
     let (answer, upstream) = match answer {
         Ok(a) => (Some(a), None),
@@ -98,7 +104,7 @@ pub async fn handle(mut req: Request, env: &Env) -> ApiResult<Response> {
             &cfg.reconcile,
         );
         if db::execute(&db, &d.batch().map_err(internal)?).await? {
-            return reply(&cfg, &row.out_trade_no, d.reply, upstream);
+            return reply(&cfg, &row.out_trade_no, d.reply, upstream).await;
         }
         // The row moved while we asked WeChat: decide again on what it is now.
         row = db::order(&db, &row.out_trade_no)
@@ -140,10 +146,15 @@ async fn unified_order(
     Ok(merchant.parse_unified_order_response(&body))
 }
 
-fn reply(cfg: &Config, no: &str, reply: Reply, upstream: Option<Upstream>) -> ApiResult<Response> {
+async fn reply(
+    cfg: &Config,
+    no: &str,
+    reply: Reply,
+    upstream: Option<Upstream>,
+) -> ApiResult<Response> {
     let retry = json!({ "out_trade_no": no });
     match reply {
-        Reply::Pay { prepay_id } => pay_params(cfg, no, &prepay_id),
+        Reply::Pay { prepay_id } => pay_params(cfg, no, &prepay_id).await,
         Reply::Retry { reason } => Err(match upstream {
             Some(u) => u.into_api("unifiedorder"),
             None => ApiError::unreachable(
@@ -179,11 +190,55 @@ fn reply(cfg: &Config, no: &str, reply: Reply, upstream: Option<Upstream>) -> Ap
     }
 }
 
-fn pay_params(cfg: &Config, out_trade_no: &str, prepay_id: &str) -> ApiResult<Response> {
+/// JSAPI prepay (APIv3) for `order`, always with the fields it was created with. The
+/// answer is verified, then read by the core into the flow's terms.
+async fn prepay_v3(
+    cfg: &Config,
+    session: &Session,
+    order: &OrderRow,
+) -> ApiResult<Result<Result<Prepay, PayError>, Upstream>> {
+    let notify_url = cfg.notify_url();
+    let jsapi_order = JsapiOrder {
+        appid: &cfg.appid,
+        mchid: &cfg.mch_id,
+        description: &order.body,
+        out_trade_no: &order.out_trade_no,
+        notify_url: &notify_url,
+        total: order.total_fee,
+        openid: &session.openid,
+        attach: None,
+        time_expire: None,
+    };
+    let body = match jsapi::prepay_body(&jsapi_order) {
+        Ok(b) => b,
+        // Never sent: the decision treats it as WeChat's refusal of our request.
+        Err(JsapiError::Invalid(problems)) => return Ok(Ok(Err(PayError::Invalid(problems)))),
+        Err(e) => return Err(internal(e)),
+    };
+    let answer = match v3::call(cfg, Method::Post, jsapi::PREPAY_PATH, &body).await? {
+        Ok(a) => a,
+        Err(u) => return Ok(Err(u)),
+    };
+    Ok(Ok(
+        v3::judge(cfg.v3()?, &answer, jsapi::prepay_outcome).await?
+    ))
+}
+
+/// The wx.requestPayment fields for `prepay_id`, signed as the deployment's API signs
+/// them: v2 MD5/HMAC-SHA256 (`signType` as configured), v3 RSA with the merchant key.
+async fn pay_params(cfg: &Config, out_trade_no: &str, prepay_id: &str) -> ApiResult<Response> {
     let nonce = random::nonce_str().map_err(internal)?;
-    let p = cfg
-        .merchant()
-        .payment_params(prepay_id, (now_ms() / 1000) as i64, &nonce);
+    let timestamp = (now_ms() / 1000) as i64;
+    let p = match cfg.pay_api {
+        PayApi::V2 => cfg.merchant().payment_params(prepay_id, timestamp, &nonce),
+        PayApi::V3 => {
+            let package = jsapi::package(prepay_id);
+            let message =
+                jsapi::payment_message(&cfg.appid, &timestamp.to_string(), &nonce, &package);
+            let signature = v3::sign(cfg.v3()?, &message).await?;
+            jsapi::payment_params(&cfg.appid, prepay_id, timestamp, &nonce, &signature)
+        }
+    };
     ok(json!({
         "timeStamp": p.time_stamp,
         "nonceStr": p.nonce_str,

@@ -5,16 +5,17 @@
 //! notifies past their retention are pruned.
 
 use serde_json::{Value, json};
-use worker::{D1Database, Env};
+use worker::{D1Database, Env, Method};
 use wxedge_core::flow::MAX_ATTEMPTS;
 use wxedge_core::flow::reconcile::{self as flow, Step};
 use wxedge_core::order::OrderRow;
 use wxedge_core::pay::{Merchant, OrderQuery, PayError};
+use wxedge_core::v3::jsapi;
 use wxedge_core::{random, store};
 
 use crate::api::{ApiError, ApiResult};
-use crate::config::Config;
-use crate::{db, now_ms, wechat};
+use crate::config::{Config, PayApi};
+use crate::{db, now_ms, v3, wechat};
 
 fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError::internal(e.to_string())
@@ -70,6 +71,32 @@ async fn close(cfg: &Config, m: &Merchant, no: &str) -> ApiResult<Option<Result<
     Ok(body.map(|b| m.parse_close_order_response(&b).map(|_| ())))
 }
 
+/// The order's state at WeChat through APIv3 (`GET …/out-trade-no/{no}?mchid=`).
+async fn query_v3(cfg: &Config, no: &str) -> ApiResult<Option<Result<OrderQuery, PayError>>> {
+    let path = jsapi::query_url(no, &cfg.mch_id).map_err(internal)?;
+    let Ok(answer) = v3::call(cfg, Method::Get, &path, "").await? else {
+        return Ok(None);
+    };
+    let (mchid, appid) = (cfg.mch_id.as_str(), cfg.appid.as_str());
+    Ok(Some(
+        v3::judge(cfg.v3()?, &answer, |a| {
+            jsapi::query_outcome(a, mchid, appid, no)
+        })
+        .await?,
+    ))
+}
+
+/// Closes the order at WeChat through APIv3 (`POST …/{no}/close`, 204).
+async fn close_v3(cfg: &Config, no: &str) -> ApiResult<Option<Result<(), PayError>>> {
+    let (path, body) = jsapi::close_request(no, &cfg.mch_id).map_err(internal)?;
+    let Ok(answer) = v3::call(cfg, Method::Post, &path, &body).await? else {
+        return Ok(None);
+    };
+    Ok(Some(
+        v3::judge(cfg.v3()?, &answer, jsapi::close_outcome).await?,
+    ))
+}
+
 async fn reload(db: &D1Database, no: &str) -> ApiResult<OrderRow> {
     db::order(db, no)
         .await?
@@ -79,14 +106,20 @@ async fn reload(db: &D1Database, no: &str) -> ApiResult<OrderRow> {
 async fn one(db: &D1Database, cfg: &Config, order: &OrderRow) -> ApiResult<String> {
     let merchant = cfg.merchant();
     let no = &order.out_trade_no;
-    let answer = query(cfg, &merchant, no).await?;
+    let answer = match cfg.pay_api {
+        PayApi::V2 => query(cfg, &merchant, no).await?,
+        PayApi::V3 => query_v3(cfg, no).await?,
+    };
     let mut row = order.clone();
     for _ in 0..MAX_ATTEMPTS {
         let d = match flow::after_query(&row, answer.as_ref(), now_ms(), &cfg.reconcile) {
             Step::Decided(d) => d,
             Step::Close => {
                 let closed_at = row.version;
-                let answer = close(cfg, &merchant, no).await?;
+                let answer = match cfg.pay_api {
+                    PayApi::V2 => close(cfg, &merchant, no).await?,
+                    PayApi::V3 => close_v3(cfg, no).await?,
+                };
                 for _ in 0..MAX_ATTEMPTS {
                     let d = flow::after_close(
                         &row,

@@ -95,35 +95,84 @@ fn log_failure(url: &str, kind: Upstream, detail: &str) {
     );
 }
 
+/// An answer with any status: what APIv3 calls need (their refusals are 4xx/5xx with a
+/// JSON body, and their signature is in the headers).
+pub struct Answer {
+    pub status: u16,
+    pub headers: worker::Headers,
+    pub body: Vec<u8>,
+}
+
 /// One request to WeChat under `AbortSignal.timeout`: the runtime's own timer aborts the
 /// fetch, or the body read, at the deadline. No timer or closure of ours crosses into the
 /// wasm, which matters on a path whose CPU is mostly such crossings.
-async fn send(url: &str, request: Request, timeout_ms: u64) -> Result<Vec<u8>, Upstream> {
+async fn send_any(url: &str, request: Request, timeout_ms: u64) -> Result<Answer, Upstream> {
     let ms = u32::try_from(timeout_ms).unwrap_or(u32::MAX);
     let signal = AbortSignal::from(web_sys::AbortSignal::timeout_with_u32(ms));
     let result = async {
         let res = Fetch::Request(request).send_with_signal(&signal).await?;
         let status = res.status_code();
+        let headers = res.headers().clone();
         // One arrayBuffer() for the whole body: worker::Response::bytes() reads the stream
         // chunk by chunk, each chunk a round trip between JS and the wasm.
         let res: web_sys::Response = res.into();
         let buffer = JsFuture::from(res.array_buffer()?).await?;
-        Ok::<_, worker::Error>((status, js_sys::Uint8Array::new(&buffer).to_vec()))
+        Ok::<_, worker::Error>(Answer {
+            status,
+            headers,
+            body: js_sys::Uint8Array::new(&buffer).to_vec(),
+        })
     }
     .await;
-    match result {
-        Ok((200, body)) => Ok(body),
-        Ok((status, _)) => Err(Upstream::Status(status)),
-        Err(e) => {
-            let kind = if signal.aborted() {
-                Upstream::Timeout
-            } else {
-                Upstream::Unreachable
-            };
-            log_failure(url, kind, &e.to_string());
-            Err(kind)
-        }
+    result.map_err(|e| {
+        let kind = if signal.aborted() {
+            Upstream::Timeout
+        } else {
+            Upstream::Unreachable
+        };
+        log_failure(url, kind, &e.to_string());
+        kind
+    })
+}
+
+/// [`send_any`] for v2 calls: WeChat's v2 answers are 200 with a body; any other status
+/// is no answer.
+async fn send(url: &str, request: Request, timeout_ms: u64) -> Result<Vec<u8>, Upstream> {
+    let answer = send_any(url, request, timeout_ms).await?;
+    match answer.status {
+        200 => Ok(answer.body),
+        status => Err(Upstream::Status(status)),
     }
+}
+
+/// An APIv3 request: `method` with the `Authorization` value and, for POST, the JSON body
+/// exactly as signed. Any status comes back (a gateway's 502 as well as WeChat's 4xx).
+pub async fn v3(
+    url: &str,
+    method: Method,
+    authorization: &str,
+    body: Option<&str>,
+    timeout_ms: u64,
+) -> Result<Answer, Upstream> {
+    let build = || -> worker::Result<Request> {
+        let headers = Headers::new();
+        headers.set("Authorization", authorization)?;
+        // 基本规则 (https://pay.weixin.qq.com/docs/merchant/development/interface-rules/basic-rules.html):
+        // "请求须设置HTTP头部 Content-Type: application/json, Accept: application/json";
+        // the v3 rules also ask for a User-Agent naming the client
+        // (https://wechatpay-api.gitbook.io/wechatpay-api-v3/wei-xin-zhi-fu-api-v3-jie-kou-gui-fan).
+        headers.set("Content-Type", "application/json")?;
+        headers.set("Accept", "application/json")?;
+        headers.set("User-Agent", concat!("wxedge/", env!("CARGO_PKG_VERSION")))?;
+        let mut init = RequestInit::new();
+        init.with_method(method.clone()).with_headers(headers);
+        if let Some(b) = body {
+            init.with_body(Some(JsValue::from_str(b)));
+        }
+        Request::new_with_init(url, &init)
+    };
+    let request = build().map_err(|e| unbuildable(url, &e))?;
+    send_any(url, request, timeout_ms).await
 }
 
 fn unbuildable(url: &str, e: &worker::Error) -> Upstream {

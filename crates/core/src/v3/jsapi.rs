@@ -236,6 +236,11 @@ pub fn parse_prepay(answer: &Verified<'_>) -> Result<String, JsapiError> {
     Ok(a.prepay_id)
 }
 
+/// wx.requestPayment's `package`: `prepay_id=…`.
+pub fn package(prepay_id: &str) -> String {
+    format!("prepay_id={prepay_id}")
+}
+
 /// The message wx.requestPayment's `paySign` signs: `appId\ntimeStamp\nnonceStr\npackage\n`.
 pub fn payment_message(app_id: &str, time_stamp: &str, nonce_str: &str, package: &str) -> Vec<u8> {
     format!("{app_id}\n{time_stamp}\n{nonce_str}\n{package}\n").into_bytes()
@@ -254,7 +259,7 @@ pub fn payment_params(
         app_id: app_id.to_owned(),
         time_stamp: timestamp.to_string(),
         nonce_str: nonce_str.to_owned(),
-        package: format!("prepay_id={prepay_id}"),
+        package: package(prepay_id),
         sign_type: "RSA".to_owned(),
         pay_sign: STANDARD.encode(signature),
     }
@@ -268,8 +273,12 @@ pub fn sign_payment_params(
     timestamp: i64,
     nonce_str: &str,
 ) -> Result<PaymentParams, JsapiError> {
-    let package = format!("prepay_id={prepay_id}");
-    let message = payment_message(app_id, &timestamp.to_string(), nonce_str, &package);
+    let message = payment_message(
+        app_id,
+        &timestamp.to_string(),
+        nonce_str,
+        &package(prepay_id),
+    );
     let signature = signer.sign(&message)?;
     Ok(payment_params(
         app_id, prepay_id, timestamp, nonce_str, &signature,

@@ -173,6 +173,19 @@ impl<K> WechatKeys<K> {
         Ok(self)
     }
 
+    /// Whether no key is trusted at all (every answer would be refused).
+    pub fn is_empty(&self) -> bool {
+        self.public_key.is_none() && self.certificates.is_empty()
+    }
+
+    /// Every key held, as (the name `Wechatpay-Serial` gives it, the key).
+    pub fn keys(&self) -> impl Iterator<Item = (&str, &K)> {
+        self.public_key
+            .iter()
+            .chain(&self.certificates)
+            .map(|(name, k)| (name.as_str(), k))
+    }
+
     fn held(&self) -> Vec<String> {
         self.public_key
             .iter()
