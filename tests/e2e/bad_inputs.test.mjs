@@ -211,7 +211,7 @@ test('seed compatibility: paths, form bodies, Bearer tokens', async () => {
   assert.equal(health.status, 200);
   assert.deepEqual(
     { ...health.body.data, version: undefined },
-    { version: undefined, appid: stack.vars.WECHAT_APPID, mch_id: stack.vars.WECHAT_MCH_ID, sign_type: 'MD5', kv: true, d1: true },
+    { version: undefined, appid: stack.vars.WECHAT_APPID, mch_id: stack.vars.WECHAT_MCH_ID, pay_api: 'v2', sign_type: 'MD5', kv: true, d1: true },
   );
   // No secret in any answer or log line so far.
   const logs = stack.logs();

@@ -37,8 +37,8 @@ const devVarsPem = (pem) => `"${pem.trim().replace(/\n/g, '\\n')}"`;
  * APIv3 key; WeChat's key (wxsim's) with its public half as the 微信支付公钥 and a
  * PUB_KEY_ID_; a second WeChat key for the rotated_key fault.
  */
-function v3Credentials() {
-  const merchant = rsaKeys();
+function v3Credentials(merchantKey) {
+  const merchant = merchantKey ? { privateKey: merchantKey.privateKey, publicKey: null } : rsaKeys();
   const wechat = rsaKeys();
   const rotated = rsaKeys();
   const digits = Array.from(randomBytes(16), (b) => b % 10).join('');
@@ -46,7 +46,7 @@ function v3Credentials() {
     merchant,
     wechat,
     rotated,
-    serial: hex(20).toUpperCase(),
+    serial: merchantKey?.serial ?? hex(20).toUpperCase(),
     apiV3Key: hex(16),
     publicKeyId: `PUB_KEY_ID_${digits}`,
   };
@@ -112,7 +112,8 @@ function childEnv() {
 
 export class Stack {
   /**
-   * opts: api ('v2', the default, or 'v3': fresh APIv3 keys, this.v3), workerOmits (secrets
+   * opts: api ('v2', the default, or 'v3': fresh APIv3 keys, this.v3; v3Merchant:
+   * { privateKey, serial } to use instead of a fresh merchant key), workerOmits (secrets
    * wxsim has and the worker is not given), signType, timeScale, sessionTtl, wechatTimeoutMs, vars and secrets (override the
    * generated ones), limits, simArgs, wranglerArgs, main, logLevel, inspectorPort;
    * beforeWorker(stack): runs once the local state exists, before wrangler dev starts;
@@ -138,7 +139,7 @@ export class Stack {
     this.sim = `http://127.0.0.1:${this.simPort}`;
     this.api = `http://127.0.0.1:${this.workerPort}`;
     this.api_version = this.opts.api ?? 'v2';
-    this.v3 = this.api_version === 'v3' ? v3Credentials() : null;
+    this.v3 = this.api_version === 'v3' ? v3Credentials(this.opts.v3Merchant) : null;
     const v3 = this.v3
       ? {
           WECHAT_PAY_V3_PRIVATE_KEY: devVarsPem(this.v3.merchant.privateKey),

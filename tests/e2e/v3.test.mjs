@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { createCipheriv, createSign, randomBytes } from 'node:crypto';
 import { startStack, waitUntil, rsaKeys } from './harness.mjs';
 import { loadSeedClient } from './wx.mjs';
+import { TEST_MERCHANT_KEY, TEST_MERCHANT_SERIAL } from './v3_vectors.mjs';
 
 let stack;
 before(async () => {
@@ -15,6 +16,8 @@ before(async () => {
   stack = await startStack({
     api: 'v3',
     workerOmits: ['WECHAT_PAY_KEY'],
+    // WeChat's published test merchant key: the worker's signatures become checkable vectors.
+    v3Merchant: { privateKey: TEST_MERCHANT_KEY, serial: TEST_MERCHANT_SERIAL },
     wechatTimeoutMs: 1500,
     // The reconciler looks at once and closes unpaid orders after 4 s (only when run).
     vars: { RECONCILE_GRACE_SECS: '0', RECONCILE_CLOSE_AFTER_SECS: '4', RECONCILE_BACKOFF_MIN_SECS: '1', RECONCILE_BACKOFF_MAX_SECS: '2' },
@@ -46,6 +49,10 @@ test('the seed client, unchanged, pays end to end in APIv3, and the merchant wit
   assert.equal(signType, 'RSA', 'APIv3 signs wx.requestPayment with RSA');
   assert.match(pkg, /^prepay_id=wx/);
   assert.equal(Buffer.from(paySign, 'base64').length, 256, 'a 2048-bit RSA signature');
+  // PKCS#1 v1.5 is deterministic: the worker's WebCrypto signature under WeChat's published
+  // test key is node:crypto's, byte for byte, over the message WeChat documents.
+  const message = `${stack.vars.WECHAT_APPID}\n${pay.body.data.timeStamp}\n${pay.body.data.nonceStr}\n${pkg}\n`;
+  assert.equal(paySign, createSign('RSA-SHA256').update(message).sign(TEST_MERCHANT_KEY, 'base64'));
   // wxsim's app side checked the RSA paySign with the merchant's public key.
   assert.deepEqual(client.payments.map((p) => p.errMsg), ['requestPayment:ok']);
 
