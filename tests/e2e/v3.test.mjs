@@ -197,7 +197,11 @@ test('wxsim\'s v3 faults through the worker: probe, skew and bad tag refused, th
     assert.equal((await simPay(p.body.data)).status, 200);
     // WeChat's schedule retries; the first (faulty) attempt was refused, the next credits.
     await waitUntil(async () => orderRow(no)?.status === 'PAID', `${kind}: PAID by the retry`);
-    const log = (await stack.simCall('GET', `/sim/notifications?out_trade_no=${no}`)).body.notifications;
+    // wxsim logs an attempt once the worker's answer is in: wait for the successful one.
+    const log = await waitUntil(async () => {
+      const l = (await stack.simCall('GET', `/sim/notifications?out_trade_no=${no}`)).body.notifications;
+      return l.some((n) => n.success) && l;
+    }, `${kind}: the acknowledged retry in wxsim's log`);
     assert.ok(log.length >= 2, `${kind}: ${JSON.stringify(log)}`);
     assert.equal(log[0].success, false, `${kind}: the faulty attempt was refused`);
     assert.ok(log[0].status >= 400, `${kind}: with a 4xx/5xx (${log[0].status})`);

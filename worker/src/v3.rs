@@ -78,6 +78,7 @@ pub async fn call(
         &cfg.v3_url(path),
         method,
         &authorization,
+        v3.wechat.public_key_id(),
         body,
         cfg.wechat_timeout_ms,
     )

@@ -151,12 +151,18 @@ pub async fn v3(
     url: &str,
     method: Method,
     authorization: &str,
+    wechatpay_serial: Option<&str>,
     body: Option<&str>,
     timeout_ms: u64,
 ) -> Result<Answer, Upstream> {
     let build = || -> worker::Result<Request> {
         let headers = Headers::new();
         headers.set("Authorization", authorization)?;
+        // The 微信支付公钥 id, so WeChat signs its answer with that key (see
+        // wxedge_core::v3::verify::WechatKeys::public_key_id).
+        if let Some(serial) = wechatpay_serial {
+            headers.set("Wechatpay-Serial", serial)?;
+        }
         // 基本规则 (https://pay.weixin.qq.com/docs/merchant/development/interface-rules/basic-rules.html):
         // "请求须设置HTTP头部 Content-Type: application/json, Accept: application/json";
         // the v3 rules also ask for a User-Agent naming the client

@@ -173,6 +173,19 @@ impl<K> WechatKeys<K> {
         Ok(self)
     }
 
+    /// The 微信支付公钥's id, when one is held. A request should name it in its own
+    /// `Wechatpay-Serial` header: during a platform certificate → public key switch WeChat
+    /// signs its answer with the key the request names, while notifies move to the public
+    /// key on WeChat's own schedule (0.1 % on day one to 100 % on day seven), so both keys
+    /// stay configured until the switch completes ("应答场景是跟商户请求时的wechatpay-serial
+    /// 保持一致，但回调场景是随机的", WeChat Pay's support in
+    /// <https://developers.weixin.qq.com/community/develop/doc/0004e8c40b09182972936db6d69400>;
+    /// 如何从平台证书切换成微信支付公钥,
+    /// <https://pay.weixin.qq.com/docs/partner/products/platform-certificate/update-pub-key.html>).
+    pub fn public_key_id(&self) -> Option<&str> {
+        self.public_key.as_ref().map(|(id, _)| id.as_str())
+    }
+
     /// Whether no key is trusted at all (every answer would be refused).
     pub fn is_empty(&self) -> bool {
         self.public_key.is_none() && self.certificates.is_empty()
