@@ -6,16 +6,38 @@
 import test, { before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createCipheriv, createSign, randomBytes } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { startStack, waitUntil, rsaKeys } from './harness.mjs';
 import { loadSeedClient } from './wx.mjs';
 import { TEST_MERCHANT_KEY, TEST_MERCHANT_SERIAL } from './v3_vectors.mjs';
 
+/** A self-signed X.509 certificate standing in for a 微信支付平台证书 (openssl, as scripts/dev). */
+function platformCertificate() {
+  const dir = mkdtempSync(join(tmpdir(), 'wxedge-cert-'));
+  try {
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=wxedge test platform certificate',
+      '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem')], { stdio: 'ignore' });
+    const serial = execFileSync('openssl', ['x509', '-in', join(dir, 'cert.pem'), '-noout', '-serial'], { encoding: 'utf8' })
+      .trim().replace(/^serial=/, '').replace(/^(00)+(?=..)/, '');
+    return { cert: readFileSync(join(dir, 'cert.pem'), 'utf8'), key: readFileSync(join(dir, 'key.pem'), 'utf8'), serial };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 let stack;
+let platform;
 before(async () => {
+  platform = platformCertificate();
   // No v2 key at all: an XML notify has nothing to verify it with here.
   stack = await startStack({
     api: 'v3',
     workerOmits: ['WECHAT_PAY_KEY'],
+    // Mid-switch from a platform certificate to the 微信支付公钥: both are trusted.
+    secrets: { WECHAT_PAY_PLATFORM_CERTS: `"${platform?.cert.trim().replace(/\n/g, '\\n')}"` },
     // WeChat's published test merchant key: the worker's signatures become checkable vectors.
     v3Merchant: { privateKey: TEST_MERCHANT_KEY, serial: TEST_MERCHANT_SERIAL },
     wechatTimeoutMs: 1500,
@@ -36,7 +58,7 @@ test('the seed client, unchanged, pays end to end in APIv3, and the merchant wit
   const health = await stack.call('GET', '/healthz');
   assert.equal(health.status, 200, JSON.stringify(health.body));
   assert.equal(health.body.data.pay_api, 'v3');
-  assert.deepEqual(health.body.data.v3.wechat_keys, [stack.v3.publicKeyId]);
+  assert.deepEqual(health.body.data.v3.wechat_keys, [stack.v3.publicKeyId, platform.serial]);
 
   const client = loadSeedClient(stack, 'oSeedV3');
   await client.settle();
@@ -185,6 +207,30 @@ test('every bad v3 notify has its stated answer and changes nothing; then the re
   const r = await notify(wrongAmount, signed(wrongAmount));
   assert.equal(r.status, 400, JSON.stringify(r.body));
   assert.equal(orderRow(no).version, before.version + 1, 'another amount changes nothing');
+});
+
+test('mid-switch, a notify signed with the platform certificate and one with the 微信支付公钥 are both believed', async () => {
+  const health = await stack.call('GET', '/healthz');
+  assert.deepEqual(health.body.data.v3.wechat_keys, [stack.v3.publicKeyId, platform.serial]);
+  const user = await stack.login('oSwitch');
+  for (const [what, opts] of [
+    ['the platform certificate', { key: platform.key, serial: platform.serial }],
+    ['the 微信支付公钥', {}],
+  ]) {
+    const p = await stack.call('POST', '/pay/', { json: { token: user.token, money: 7 } });
+    const no = p.body.data.out_trade_no;
+    const body = transactionNotify(no, 7);
+    const r = await notify(body, signed(body, opts));
+    assert.equal(r.status, 204, `${what}: ${JSON.stringify(r.body)}`);
+    assert.equal(orderRow(no).status, 'PAID', what);
+    // The certificate's key under the public key's id is another key: refused.
+    const q = await stack.call('POST', '/pay/', { json: { token: user.token, money: 8 } });
+    const other = transactionNotify(q.body.data.out_trade_no, 8);
+    const crossed = opts.serial ? { key: platform.key } : { serial: platform.serial };
+    const x = await notify(other, signed(other, crossed));
+    assert.equal(x.status, 401, `${what}, crossed: ${JSON.stringify(x.body)}`);
+    assert.equal(orderRow(q.body.data.out_trade_no).status, 'PREPAID');
+  }
 });
 
 test('wxsim\'s v3 faults through the worker: probe, skew and bad tag refused, then the retry credits; a rotated key is not believed', async () => {
