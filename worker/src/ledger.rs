@@ -24,6 +24,9 @@ fn view(w: &WithdrawalRow) -> Value {
         "withdrawal_id": w.withdrawal_id,
         "amount_fen": w.amount_fen,
         "order_count": w.order_count,
+        // Refunds it counted (negative) and refunds given back (positive).
+        "entries_fen": w.entries_fen,
+        "entry_count": w.entry_count,
         "idempotency_key": w.idempotency_key,
         "created_ms": w.created_ms,
     })
@@ -45,8 +48,10 @@ pub async fn balance(req: Request, env: &Env) -> ApiResult<Response> {
     ok(json!({
         "merchant_id": merchant_id,
         "available_fen": b.balance.available,
+        "debt_fen": b.balance.debt,
         "withdrawn_fen": b.balance.withdrawn,
         "paid_fen": b.balance.paid,
+        "refunded_fen": b.balance.refunded,
         "counts": {
             "available_orders": b.available_orders,
             "paid_orders": b.paid_orders,
@@ -56,6 +61,7 @@ pub async fn balance(req: Request, env: &Env) -> ApiResult<Response> {
             "failed_orders": b.failed_orders,
             "withdrawals": b.withdrawals,
             "attention_orders": b.attention_orders,
+            "refunds": b.refunds,
         },
     }))
 }

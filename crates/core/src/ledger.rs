@@ -10,11 +10,15 @@
 //! The invariant, per merchant, at every instant:
 //!
 //! ```text
-//! Σ fen of orders ever paid (PAID + WITHDRAWN) = available + Σ withdrawal amounts
+//! Σ fen of orders ever paid (PAID + WITHDRAWN) + Σ ledger entries = available + Σ withdrawal amounts
 //! ```
 //!
-//! with no order in two withdrawals and every withdrawal's amount equal to the sum of its
-//! orders. [`audit`] checks it from totals, which SQL computes without loading rows
+//! Ledger entries are refunds (negative, written when a refund is requested or learned)
+//! and refunds given back (positive, when one ends without money leaving). `available`
+//! (paid orders and entries no withdrawal has claimed) may be negative: a refund of an
+//! order already withdrawn is a debt the merchant's next credits repay before anything is
+//! withdrawable. No order or entry is in two withdrawals, and every withdrawal's amount
+//! equals the sum of its orders and entries (and is positive). [`audit`] checks it from totals, which SQL computes without loading rows
 //! ([`crate::store::audit_snapshot`], read by [`AuditSnapshot`]).
 
 use std::collections::BTreeMap;
@@ -115,30 +119,42 @@ pub enum LedgerError {
     Unreadable(String),
 }
 
-/// A withdrawal's amount from the fees of the orders it claimed: their exact sum, and
-/// never a withdrawal of nothing.
-pub fn withdrawal_amount(fees: impl IntoIterator<Item = Fen>) -> Result<Fen, LedgerError> {
-    let mut n = 0usize;
-    let sum =
-        Fen::checked_sum(fees.into_iter().inspect(|_| n += 1)).ok_or(LedgerError::Overflow)?;
-    if n == 0 || sum == Fen::ZERO {
+/// A withdrawal's amount from what it claimed: the fees of its orders plus its ledger
+/// entries (refunds negative, refunds returned positive). Never a withdrawal of nothing,
+/// nor of a debt: a sum that is not positive withdraws nothing.
+pub fn withdrawal_amount(
+    fees: impl IntoIterator<Item = Fen>,
+    entries: i64,
+) -> Result<Fen, LedgerError> {
+    let orders = Fen::checked_sum(fees).ok_or(LedgerError::Overflow)?;
+    let total = i128::from(orders.get()) + i128::from(entries);
+    if total <= 0 {
         return Err(LedgerError::NothingToWithdraw);
     }
-    Ok(sum)
+    u64::try_from(total)
+        .map(Fen::new)
+        .map_err(|_| LedgerError::Overflow)
 }
 
 /// A merchant's money, as `GET /merchant/balance` shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Balance {
-    /// Paid and not yet withdrawn: what the next withdrawal would take.
-    pub available: Fen,
+    /// What the next withdrawal would take: paid orders not yet withdrawn, less refunds
+    /// not yet counted by a withdrawal. Below zero the merchant owes refunds of orders it
+    /// had withdrawn (a debt its next credits repay first).
+    pub available: i64,
+    /// `max(0, −available)`.
+    pub debt: Fen,
     /// The sum of the merchant's withdrawals.
     pub withdrawn: Fen,
-    /// Everything ever paid to the merchant (`available + withdrawn` when the ledger holds).
+    /// Everything ever paid to the merchant.
     pub paid: Fen,
+    /// Refunds that took money (requested, processing, done, or abnormal), less none.
+    pub refunded: Fen,
 }
 
-/// One withdrawal seen from both sides: its stored amount, and the orders that name it.
+/// One withdrawal seen from both sides: its stored amount, and the orders and entries
+/// that name it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WithdrawalTotals {
     pub withdrawal_id: String,
@@ -146,6 +162,9 @@ pub struct WithdrawalTotals {
     /// Σ fee of the orders whose `withdrawal_id` is this one.
     pub claimed: Fen,
     pub claimed_orders: u64,
+    /// Σ of the ledger entries whose `withdrawal_id` is this one (signed).
+    pub claimed_entries: i64,
+    pub entry_count: u64,
 }
 
 /// A merchant's ledger as sums (what SQL aggregates give without loading rows).
@@ -160,6 +179,16 @@ pub struct MerchantTotals {
     /// Orders whose state and withdrawal disagree: WITHDRAWN without a withdrawal, a
     /// withdrawal named by an order that is not WITHDRAWN, or by another merchant's order.
     pub stray_orders: u64,
+    /// Σ of every ledger entry (refunds negative, returns positive).
+    pub entries: i64,
+    /// Σ of the entries no withdrawal has claimed.
+    pub unclaimed_entries: i64,
+    /// Σ of the refunds that hold money (not FAILED, not CLOSED).
+    pub refunds_held: Fen,
+    /// Σ `refunded_fen` over the merchant's orders (what each order has given back).
+    pub orders_refunded: Fen,
+    /// Orders whose `refunded_fen` exceeds their fee.
+    pub overrefunded_orders: u64,
     /// A sum did not fit in u64 fen (only a corrupt table gets there).
     pub overflowed: bool,
 }
@@ -168,26 +197,47 @@ pub struct MerchantTotals {
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
 pub enum Violation {
     #[error(
-        "merchant {merchant_id}: paid {paid} fen ≠ available {available} + withdrawn {withdrawn} (drift {drift} fen)"
+        "merchant {merchant_id}: paid {paid} fen + entries {entries} ≠ available {available} + withdrawn {withdrawn} (drift {drift} fen)"
     )]
     Drift {
         merchant_id: String,
         paid: Fen,
-        available: Fen,
+        entries: i64,
+        available: i64,
         withdrawn: Fen,
-        /// paid − (available + withdrawn), signed.
+        /// paid + entries − (available + withdrawn), signed.
         drift: i128,
     },
-    #[error("withdrawal {withdrawal_id}: amount {amount} fen ≠ its orders' {claimed} fen")]
+    #[error(
+        "withdrawal {withdrawal_id}: amount {amount} fen ≠ its orders' {claimed} fen + its entries' {entries}"
+    )]
     WithdrawalMismatch {
         withdrawal_id: String,
         amount: Fen,
         claimed: Fen,
+        entries: i64,
     },
-    #[error("withdrawal {withdrawal_id} claims no order")]
+    #[error("withdrawal {withdrawal_id} claims nothing")]
     EmptyWithdrawal { withdrawal_id: String },
     #[error("merchant {merchant_id}: {count} order(s) whose status and withdrawal disagree")]
     StrayOrders { merchant_id: String, count: u64 },
+    #[error(
+        "merchant {merchant_id}: entries sum to {entries} but the refunds holding money to {held} fen"
+    )]
+    RefundEntries {
+        merchant_id: String,
+        entries: i64,
+        held: Fen,
+    },
+    #[error(
+        "merchant {merchant_id}: orders record {recorded} fen refunded, the refunds holding money {held} fen; {overrefunded} order(s) refunded above their fee"
+    )]
+    RefundedOrders {
+        merchant_id: String,
+        recorded: Fen,
+        held: Fen,
+        overrefunded: u64,
+    },
     #[error("merchant {merchant_id}: the sums overflow")]
     Overflow { merchant_id: String },
 }
@@ -196,10 +246,21 @@ impl MerchantTotals {
     pub fn withdrawn(&self) -> Option<Fen> {
         Fen::checked_sum(self.withdrawals.iter().map(|w| w.amount))
     }
+
+    /// What the next withdrawal would take (signed: a debt is negative).
+    pub fn balance(&self) -> i128 {
+        i128::from(self.available.get()) + i128::from(self.unclaimed_entries)
+    }
 }
 
 /// Every rule the ledger must keep, checked from a merchant's totals. Empty means no fen
-/// is unaccounted for.
+/// is unaccounted for:
+///
+/// ```text
+/// Σ paid + Σ entries = available (unclaimed orders + unclaimed entries) + Σ withdrawals
+/// Σ entries = −Σ refunds holding money       Σ refunded_fen of orders = Σ refunds holding money
+/// every withdrawal = Σ its orders + Σ its entries, and claims something
+/// ```
 pub fn audit(t: &MerchantTotals) -> Vec<Violation> {
     let mut out = Vec::new();
     let (Some(withdrawn), false) = (t.withdrawn(), t.overflowed) else {
@@ -207,28 +268,47 @@ pub fn audit(t: &MerchantTotals) -> Vec<Violation> {
             merchant_id: t.merchant_id.clone(),
         }];
     };
-    let accounted = i128::from(t.available.get()) + i128::from(withdrawn.get());
-    let drift = i128::from(t.paid.get()) - accounted;
+    let balance = t.balance();
+    let drift =
+        i128::from(t.paid.get()) + i128::from(t.entries) - (balance + i128::from(withdrawn.get()));
     if drift != 0 {
         out.push(Violation::Drift {
             merchant_id: t.merchant_id.clone(),
             paid: t.paid,
-            available: t.available,
+            entries: t.entries,
+            available: i64::try_from(balance).unwrap_or(i64::MAX),
             withdrawn,
             drift,
         });
     }
+    if i128::from(t.entries) != -i128::from(t.refunds_held.get()) {
+        out.push(Violation::RefundEntries {
+            merchant_id: t.merchant_id.clone(),
+            entries: t.entries,
+            held: t.refunds_held,
+        });
+    }
+    if t.orders_refunded != t.refunds_held || t.overrefunded_orders > 0 {
+        out.push(Violation::RefundedOrders {
+            merchant_id: t.merchant_id.clone(),
+            recorded: t.orders_refunded,
+            held: t.refunds_held,
+            overrefunded: t.overrefunded_orders,
+        });
+    }
     for w in &t.withdrawals {
-        if w.claimed_orders == 0 {
+        if w.claimed_orders == 0 && w.entry_count == 0 {
             out.push(Violation::EmptyWithdrawal {
                 withdrawal_id: w.withdrawal_id.clone(),
             });
         }
-        if w.amount != w.claimed {
+        let sum = i128::from(w.claimed.get()) + i128::from(w.claimed_entries);
+        if i128::from(w.amount.get()) != sum || sum <= 0 {
             out.push(Violation::WithdrawalMismatch {
                 withdrawal_id: w.withdrawal_id.clone(),
                 amount: w.amount,
                 claimed: w.claimed,
+                entries: w.claimed_entries,
             });
         }
     }
@@ -251,6 +331,15 @@ pub struct BalanceSnapshot {
     pub withdrawals: (u64, Fen),
     #[serde(default)]
     pub attention: u64,
+    /// Unclaimed ledger entries: (count, Σ signed fen).
+    #[serde(default)]
+    pub entries: (u64, i64),
+    /// Σ refunded_fen of the merchant's orders.
+    #[serde(default)]
+    pub refunded: Fen,
+    /// refund status → count.
+    #[serde(default)]
+    pub refunds: Option<BTreeMap<String, u64>>,
 }
 
 /// A merchant's balance with its order counts, as `GET /merchant/balance` shows it.
@@ -266,6 +355,8 @@ pub struct BalanceView {
     pub withdrawals: u64,
     /// Orders marked for an operator (late payments and the like).
     pub attention_orders: u64,
+    /// Refunds by status.
+    pub refunds: BTreeMap<String, u64>,
 }
 
 impl BalanceSnapshot {
@@ -283,11 +374,16 @@ impl BalanceSnapshot {
             .1
             .checked_add(of(OrderStatus::Withdrawn).1)
             .ok_or(LedgerError::Overflow)?;
+        let available =
+            i64::try_from(i128::from(self.available.1.get()) + i128::from(self.entries.1))
+                .map_err(|_| LedgerError::Overflow)?;
         Ok(BalanceView {
             balance: Balance {
-                available: self.available.1,
+                available,
+                debt: Fen::new(available.min(0).unsigned_abs()),
                 withdrawn: self.withdrawals.1,
                 paid,
+                refunded: self.refunded,
             },
             available_orders: self.available.0,
             paid_orders: add(of(OrderStatus::Paid).0, of(OrderStatus::Withdrawn).0)?,
@@ -297,17 +393,50 @@ impl BalanceSnapshot {
             failed_orders: of(OrderStatus::Failed).0,
             withdrawals: self.withdrawals.0,
             attention_orders: self.attention,
+            refunds: self.refunds.clone().unwrap_or_default(),
         })
     }
 }
 
-/// What [`crate::store::audit_snapshot`] gives: per merchant (id, Σ paid, Σ available,
-/// stray orders); per withdrawal (id, merchant, amount, Σ claimed, claimed orders); and
-/// the count of orders per operator mark.
+/// One merchant in [`crate::store::audit_snapshot`].
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct MerchantSnapshot {
+    pub merchant_id: String,
+    pub paid: Fen,
+    pub available: Fen,
+    pub stray: u64,
+    #[serde(default)]
+    pub entries: i64,
+    #[serde(default)]
+    pub unclaimed_entries: i64,
+    #[serde(default)]
+    pub refunds_held: Fen,
+    #[serde(default)]
+    pub orders_refunded: Fen,
+    #[serde(default)]
+    pub overrefunded: u64,
+}
+
+/// One withdrawal in [`crate::store::audit_snapshot`].
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct WithdrawalSnapshot {
+    pub withdrawal_id: String,
+    pub merchant_id: String,
+    pub amount: Fen,
+    pub claimed: Fen,
+    pub orders: u64,
+    #[serde(default)]
+    pub entries: i64,
+    #[serde(default)]
+    pub entry_count: u64,
+}
+
+/// What [`crate::store::audit_snapshot`] gives: per merchant its sums, per withdrawal
+/// what it claimed, and the count of orders per operator mark.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct AuditSnapshot {
-    pub merchants: Vec<(String, Fen, Fen, u64)>,
-    pub withdrawals: Vec<(String, String, Fen, Fen, u64)>,
+    pub merchants: Vec<MerchantSnapshot>,
+    pub withdrawals: Vec<WithdrawalSnapshot>,
     #[serde(default)]
     pub attention: BTreeMap<String, u64>,
 }
@@ -340,23 +469,30 @@ impl AuditSnapshot {
         let merchants = self
             .merchants
             .iter()
-            .map(|(merchant_id, paid, available, stray)| {
+            .map(|m| {
                 let t = MerchantTotals {
-                    merchant_id: merchant_id.clone(),
-                    paid: *paid,
-                    available: *available,
+                    merchant_id: m.merchant_id.clone(),
+                    paid: m.paid,
+                    available: m.available,
                     withdrawals: self
                         .withdrawals
                         .iter()
-                        .filter(|w| &w.1 == merchant_id)
+                        .filter(|w| w.merchant_id == m.merchant_id)
                         .map(|w| WithdrawalTotals {
-                            withdrawal_id: w.0.clone(),
-                            amount: w.2,
-                            claimed: w.3,
-                            claimed_orders: w.4,
+                            withdrawal_id: w.withdrawal_id.clone(),
+                            amount: w.amount,
+                            claimed: w.claimed,
+                            claimed_orders: w.orders,
+                            claimed_entries: w.entries,
+                            entry_count: w.entry_count,
                         })
                         .collect(),
-                    stray_orders: *stray,
+                    stray_orders: m.stray,
+                    entries: m.entries,
+                    unclaimed_entries: m.unclaimed_entries,
+                    refunds_held: m.refunds_held,
+                    orders_refunded: m.orders_refunded,
+                    overrefunded_orders: m.overrefunded,
                     overflowed: false,
                 };
                 let v = audit(&t);
@@ -387,10 +523,11 @@ mod tests {
                     amount: Fen::new(amount),
                     claimed: Fen::new(claimed),
                     claimed_orders: n,
+                    claimed_entries: 0,
+                    entry_count: 0,
                 })
                 .collect(),
-            stray_orders: 0,
-            overflowed: false,
+            ..MerchantTotals::default()
         }
     }
 
@@ -453,21 +590,70 @@ mod tests {
     }
 
     #[test]
+    fn a_refund_after_a_withdrawal_is_a_debt_the_next_credit_repays() {
+        // Paid 100, withdrawn 100, then 30 refunded: balance −30 (debt), and it adds up.
+        let mut t = totals(100, 0, &[(100, 100, 1)]);
+        t.entries = -30;
+        t.unclaimed_entries = -30;
+        t.refunds_held = Fen::new(30);
+        t.orders_refunded = Fen::new(30);
+        assert_eq!(audit(&t), []);
+        assert_eq!(t.balance(), -30);
+        // A refund taken without its entry is caught, and so is one past its order.
+        let mut missing = t.clone();
+        missing.entries = 0;
+        missing.unclaimed_entries = 0;
+        assert!(
+            audit(&missing)
+                .iter()
+                .any(|v| matches!(v, Violation::RefundEntries { .. }))
+        );
+        let mut over = t.clone();
+        over.overrefunded_orders = 1;
+        assert!(
+            audit(&over)
+                .iter()
+                .any(|v| matches!(v, Violation::RefundedOrders { .. }))
+        );
+        // Then 50 paid: the next withdrawal takes 50 − 30 = 20, claiming the order and
+        // the refund's entry.
+        let mut w = totals(150, 0, &[(100, 100, 1), (20, 50, 1)]);
+        w.withdrawals[1].claimed_entries = -30;
+        w.withdrawals[1].entry_count = 1;
+        w.entries = -30;
+        w.refunds_held = Fen::new(30);
+        w.orders_refunded = Fen::new(30);
+        assert_eq!(audit(&w), []);
+        assert_eq!(withdrawal_amount([Fen::new(50)], -30), Ok(Fen::new(20)));
+        assert_eq!(
+            withdrawal_amount([Fen::new(20)], -30),
+            Err(LedgerError::NothingToWithdraw),
+            "a debt is never withdrawn"
+        );
+        assert_eq!(
+            withdrawal_amount([], 5),
+            Ok(Fen::new(5)),
+            "a returned refund alone"
+        );
+    }
+
+    #[test]
     fn snapshots_read_as_storage_writes_them() {
         let a = AuditSnapshot::from_json(
-            r#"{"merchants":[["m",150,50,0]],"withdrawals":[["w0","m",100,100,1]],"attention":{"LATE_PAYMENT":1}}"#,
+            r#"{"merchants":[{"merchant_id":"m","paid":150,"available":50,"stray":0}],"withdrawals":[{"withdrawal_id":"w0","merchant_id":"m","amount":100,"claimed":100,"orders":1}],"attention":{"LATE_PAYMENT":1}}"#,
         )
         .unwrap()
         .audit();
         assert!(a.ok());
         assert_eq!(a.attention["LATE_PAYMENT"], 1);
         let b = BalanceSnapshot::from_json(
-            r#"{"by_status":{"PAID":[1,50],"WITHDRAWN":[1,100],"PREPAID":[2,7]},"available":[1,50],"withdrawals":[1,100],"attention":0}"#,
+            r#"{"by_status":{"PAID":[1,50],"WITHDRAWN":[1,100],"PREPAID":[2,7]},"available":[1,50],"withdrawals":[1,100],"attention":0,"entries":[1,-80],"refunded":80}"#,
         )
         .unwrap()
         .view()
         .unwrap();
         assert_eq!(b.balance.paid, Fen::new(150));
+        assert_eq!((b.balance.available, b.balance.debt), (-30, Fen::new(30)));
         assert_eq!(b.open_orders, 2);
         // A merchant with no orders yet: json_group_object over nothing is NULL.
         let empty = BalanceSnapshot::from_json(
@@ -485,13 +671,16 @@ mod tests {
 
     #[test]
     fn nothing_is_never_withdrawn() {
-        assert_eq!(withdrawal_amount([]), Err(LedgerError::NothingToWithdraw));
         assert_eq!(
-            withdrawal_amount([Fen::new(u64::MAX), Fen::new(1)]),
+            withdrawal_amount([], 0),
+            Err(LedgerError::NothingToWithdraw)
+        );
+        assert_eq!(
+            withdrawal_amount([Fen::new(u64::MAX), Fen::new(1)], 0),
             Err(LedgerError::Overflow)
         );
         assert_eq!(
-            withdrawal_amount([Fen::new(3), Fen::new(4)]),
+            withdrawal_amount([Fen::new(3), Fen::new(4)], 0),
             Ok(Fen::new(7))
         );
     }

@@ -42,6 +42,7 @@ pub mod notify;
 pub mod order;
 pub mod pay;
 pub mod random;
+pub mod refund;
 pub mod session;
 pub mod sign;
 pub mod store;

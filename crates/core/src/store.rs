@@ -477,8 +477,10 @@ pub fn claimable_sql() -> String {
 }
 
 /// One withdrawal, as one batch: insert it (amount 0), claim the merchant's claimable
-/// orders, set its amount to the sum of exactly the rows it claimed, and delete it again
-/// if it claimed none. An order paid meanwhile is either claimed and counted, or left.
+/// orders and its unclaimed ledger entries, set its amount to the sum of exactly the rows
+/// it claimed, and, when that sum is not positive (nothing to claim, or refunds owed: a
+/// debt), give the rows back and delete it. An order paid or a refund taken meanwhile is
+/// either claimed and counted, or left.
 pub fn withdrawal_batch(
     withdrawal_id: &str,
     merchant_id: &str,
@@ -486,6 +488,7 @@ pub fn withdrawal_batch(
     now_ms: u64,
 ) -> Batch {
     let id = || SqlArg::from(withdrawal_id);
+    let refused = "EXISTS (SELECT 1 FROM withdrawals WHERE withdrawal_id = ?1 AND amount_fen = 0)";
     Batch {
         statements: vec![
             Statement::new(
@@ -503,13 +506,31 @@ pub fn withdrawal_batch(
                 vec![id(), merchant_id.into(), SqlArg::Int(now_ms)],
             ),
             Statement::new(
-                "UPDATE withdrawals SET (amount_fen, order_count) =
-                   (SELECT COALESCE(SUM(total_fee), 0), COUNT(*) FROM orders WHERE withdrawal_id = ?1)
+                "UPDATE ledger_entries SET withdrawal_id = ?1 WHERE merchant_id = ?2 AND withdrawal_id IS NULL",
+                vec![id(), merchant_id.into()],
+            ),
+            Statement::new(
+                "UPDATE withdrawals SET (amount_fen, order_count, entries_fen, entry_count) =
+                   (SELECT MAX(o.fen + e.fen, 0), o.n, e.fen, e.n FROM
+                     (SELECT COALESCE(SUM(total_fee), 0) AS fen, COUNT(*) AS n FROM orders WHERE withdrawal_id = ?1) o,
+                     (SELECT COALESCE(SUM(amount_fen), 0) AS fen, COUNT(*) AS n FROM ledger_entries WHERE withdrawal_id = ?1) e)
                  WHERE withdrawal_id = ?1",
                 vec![id()],
             ),
             Statement::new(
-                "DELETE FROM withdrawals WHERE withdrawal_id = ?1 AND order_count = 0",
+                format!(
+                    "UPDATE orders SET status = '{}', withdrawal_id = NULL, version = version + 1
+                     WHERE withdrawal_id = ?1 AND {refused}",
+                    OrderStatus::Paid.as_str()
+                ),
+                vec![id()],
+            ),
+            Statement::new(
+                format!("UPDATE ledger_entries SET withdrawal_id = NULL WHERE withdrawal_id = ?1 AND {refused}"),
+                vec![id()],
+            ),
+            Statement::new(
+                "DELETE FROM withdrawals WHERE withdrawal_id = ?1 AND amount_fen = 0",
                 vec![id()],
             ),
         ],
@@ -531,7 +552,12 @@ pub fn balance(merchant_id: &str) -> Statement {
                     WHERE merchant_id = ?1 AND {}),
                'withdrawals', (SELECT json_array(COUNT(*), COALESCE(SUM(amount_fen), 0))
                     FROM withdrawals WHERE merchant_id = ?1),
-               'attention', (SELECT COUNT(*) FROM orders WHERE merchant_id = ?1 AND attention IS NOT NULL)) AS j",
+               'attention', (SELECT COUNT(*) FROM orders WHERE merchant_id = ?1 AND attention IS NOT NULL),
+               'entries', (SELECT json_array(COUNT(*), COALESCE(SUM(amount_fen), 0)) FROM ledger_entries
+                    WHERE merchant_id = ?1 AND withdrawal_id IS NULL),
+               'refunded', (SELECT COALESCE(SUM(refunded_fen), 0) FROM orders WHERE merchant_id = ?1),
+               'refunds', (SELECT json_group_object(status, n) FROM
+                   (SELECT status, COUNT(*) AS n FROM refunds WHERE merchant_id = ?1 GROUP BY status))) AS j",
             claimable_sql()
         ),
         vec![merchant_id.into()],
@@ -544,20 +570,36 @@ pub fn balance(merchant_id: &str) -> Statement {
 pub fn audit_snapshot() -> Statement {
     let paid = status_list(&PAID);
     let withdrawn = OrderStatus::Withdrawn.as_str();
+    let held = crate::refund::HOLDING
+        .iter()
+        .map(|s| format!("'{}'", s.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ");
     Statement::new(
         format!(
             "SELECT json_object(
-               'merchants', (SELECT COALESCE(json_group_array(json_array(m.merchant_id,
-                   (SELECT COALESCE(SUM(total_fee), 0) FROM orders WHERE merchant_id = m.merchant_id AND status IN ({paid})),
-                   (SELECT COALESCE(SUM(total_fee), 0) FROM orders WHERE merchant_id = m.merchant_id AND {claimable}),
-                   (SELECT COUNT(*) FROM orders o WHERE o.merchant_id = m.merchant_id AND (
+               'merchants', (SELECT COALESCE(json_group_array(json_object(
+                   'merchant_id', m.merchant_id,
+                   'paid', (SELECT COALESCE(SUM(total_fee), 0) FROM orders WHERE merchant_id = m.merchant_id AND status IN ({paid})),
+                   'available', (SELECT COALESCE(SUM(total_fee), 0) FROM orders WHERE merchant_id = m.merchant_id AND {claimable}),
+                   'stray', (SELECT COUNT(*) FROM orders o WHERE o.merchant_id = m.merchant_id AND (
                        (o.status = '{withdrawn}') <> (o.withdrawal_id IS NOT NULL)
                        OR (o.withdrawal_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM withdrawals w
-                            WHERE w.withdrawal_id = o.withdrawal_id AND w.merchant_id = o.merchant_id)))))), '[]')
+                            WHERE w.withdrawal_id = o.withdrawal_id AND w.merchant_id = o.merchant_id)))),
+                   'entries', (SELECT COALESCE(SUM(amount_fen), 0) FROM ledger_entries WHERE merchant_id = m.merchant_id),
+                   'unclaimed_entries', (SELECT COALESCE(SUM(amount_fen), 0) FROM ledger_entries
+                       WHERE merchant_id = m.merchant_id AND withdrawal_id IS NULL),
+                   'refunds_held', (SELECT COALESCE(SUM(amount_fen), 0) FROM refunds
+                       WHERE merchant_id = m.merchant_id AND status IN ({held})),
+                   'orders_refunded', (SELECT COALESCE(SUM(refunded_fen), 0) FROM orders WHERE merchant_id = m.merchant_id),
+                   'overrefunded', (SELECT COUNT(*) FROM orders WHERE merchant_id = m.merchant_id AND refunded_fen > total_fee))), '[]')
                    FROM merchants m),
-               'withdrawals', (SELECT COALESCE(json_group_array(json_array(w.withdrawal_id, w.merchant_id, w.amount_fen,
-                   (SELECT COALESCE(SUM(total_fee), 0) FROM orders o WHERE o.withdrawal_id = w.withdrawal_id AND o.merchant_id = w.merchant_id AND o.status = '{withdrawn}'),
-                   (SELECT COUNT(*) FROM orders o WHERE o.withdrawal_id = w.withdrawal_id AND o.merchant_id = w.merchant_id AND o.status = '{withdrawn}'))), '[]')
+               'withdrawals', (SELECT COALESCE(json_group_array(json_object(
+                   'withdrawal_id', w.withdrawal_id, 'merchant_id', w.merchant_id, 'amount', w.amount_fen,
+                   'claimed', (SELECT COALESCE(SUM(total_fee), 0) FROM orders o WHERE o.withdrawal_id = w.withdrawal_id AND o.merchant_id = w.merchant_id AND o.status = '{withdrawn}'),
+                   'orders', (SELECT COUNT(*) FROM orders o WHERE o.withdrawal_id = w.withdrawal_id AND o.merchant_id = w.merchant_id AND o.status = '{withdrawn}'),
+                   'entries', (SELECT COALESCE(SUM(amount_fen), 0) FROM ledger_entries e WHERE e.withdrawal_id = w.withdrawal_id AND e.merchant_id = w.merchant_id),
+                   'entry_count', (SELECT COUNT(*) FROM ledger_entries e WHERE e.withdrawal_id = w.withdrawal_id AND e.merchant_id = w.merchant_id))), '[]')
                    FROM withdrawals w),
                'attention', (SELECT COALESCE(json_group_object(attention, n), '{{}}') FROM
                    (SELECT attention, COUNT(*) AS n FROM orders WHERE attention IS NOT NULL GROUP BY attention))) AS j",
@@ -570,8 +612,10 @@ pub fn audit_snapshot() -> Statement {
 /// A withdrawal row as one JSON object built by SQLite
 /// ([`crate::flow::withdraw::WithdrawalRow`] reads it).
 pub const WITHDRAWAL_JSON: &str = "json_object('withdrawal_id', withdrawal_id, 'merchant_id', merchant_id, \
-     'amount_fen', amount_fen, 'order_count', order_count, 'idempotency_key', idempotency_key, \
-     'created_ms', created_ms, 'seq', seq)";
+     'amount_fen', amount_fen, 'order_count', order_count, 'entries_fen', entries_fen, \
+     'entry_count', entry_count, 'claimed_entries_fen', (SELECT COALESCE(SUM(e.amount_fen), 0) \
+     FROM ledger_entries e WHERE e.withdrawal_id = withdrawals.withdrawal_id), \
+     'idempotency_key', idempotency_key, 'created_ms', created_ms, 'seq', seq)";
 
 /// The withdrawal a merchant's `Idempotency-Key` made, in column `j`.
 pub fn withdrawal_by_key(merchant_id: &str, key: &str) -> Statement {

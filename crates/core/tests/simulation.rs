@@ -40,10 +40,11 @@ use wxedge_core::pay::{Merchant, OrderQuery, PayError, Prepay, TradeState};
 use wxedge_core::store::{self, Batch, SqlArg, Statement};
 use wxedge_core::{Fen, SignType};
 
-const MIGRATIONS: [&str; 3] = [
+const MIGRATIONS: [&str; 4] = [
     include_str!("../../../migrations/0001_init.sql"),
     include_str!("../../../migrations/0002_ledger.sql"),
     include_str!("../../../migrations/0003_flows.sql"),
+    include_str!("../../../migrations/0004_refunds.sql"),
 ];
 const APPID: &str = "wxd930ea5d5a258f4f";
 const MCH_ID: &str = "1900000109";

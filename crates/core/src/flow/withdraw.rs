@@ -1,8 +1,9 @@
 //! `POST /merchant/withdrawals`: the seed tutorial's 题目 done right.
 //!
 //! One batch ([`crate::store::withdrawal_batch`]) claims the merchant's claimable orders
-//! and sets the amount to the sum of exactly the rows it claimed; with nothing to claim it
-//! deletes itself in the same batch. The same `Idempotency-Key` answers the first
+//! and unclaimed ledger entries (refunds) and sets the amount to the sum of exactly the
+//! rows it claimed; when that sum is not positive (nothing to claim, or refunds owed) it
+//! gives the rows back and deletes itself in the same batch. The same `Idempotency-Key` answers the first
 //! withdrawal again. The answer re-derives the amount from the claimed orders and refuses
 //! to answer if they differ: a broken ledger is reported, never hidden.
 
@@ -19,6 +20,14 @@ pub struct WithdrawalRow {
     pub merchant_id: String,
     pub amount_fen: Fen,
     pub order_count: u64,
+    /// Σ of the ledger entries it claimed, as stored (refunds negative).
+    #[serde(default)]
+    pub entries_fen: i64,
+    #[serde(default)]
+    pub entry_count: u64,
+    /// Σ of the entries that name it now, recomputed by the read.
+    #[serde(default)]
+    pub claimed_entries_fen: i64,
     pub idempotency_key: Option<String>,
     pub created_ms: u64,
     pub seq: u64,
@@ -78,8 +87,11 @@ pub enum WithdrawError {
     /// The batch claimed nothing and deleted itself (code 6).
     #[error(transparent)]
     Nothing(LedgerError),
-    /// Its stored amount differs from its orders: the ledger is broken (code 9, alert).
-    #[error("withdrawal {withdrawal_id}: stored {stored} fen, its orders sum to {claimed} fen")]
+    /// Its stored amount differs from its orders and entries: the ledger is broken (code
+    /// 9, alert).
+    #[error(
+        "withdrawal {withdrawal_id}: stored {stored} fen, its orders and entries sum to {claimed} fen"
+    )]
     Inconsistent {
         withdrawal_id: String,
         stored: Fen,
@@ -90,14 +102,14 @@ pub enum WithdrawError {
 }
 
 /// The withdrawal as read back after its batch (or for a replay or a GET), checked
-/// against the orders that name it.
+/// against the orders and entries that name it.
 pub fn answer(row: Option<&WithdrawalRow>, claimed: &[ClaimedOrder]) -> Result<Fen, WithdrawError> {
     let Some(w) = row else {
         return Err(WithdrawError::Nothing(LedgerError::NothingToWithdraw));
     };
-    let sum = ledger::withdrawal_amount(claimed.iter().map(|o| o.total_fee))
+    let sum = ledger::withdrawal_amount(claimed.iter().map(|o| o.total_fee), w.claimed_entries_fen)
         .map_err(|e| WithdrawError::Unsummable(w.withdrawal_id.clone(), e))?;
-    if sum != w.amount_fen {
+    if sum != w.amount_fen || w.entries_fen != w.claimed_entries_fen {
         return Err(WithdrawError::Inconsistent {
             withdrawal_id: w.withdrawal_id.clone(),
             stored: w.amount_fen,
@@ -117,6 +129,9 @@ mod tests {
             merchant_id: "m".into(),
             amount_fen: Fen::new(amount),
             order_count: 1,
+            entries_fen: 0,
+            entry_count: 0,
+            claimed_entries_fen: 0,
             idempotency_key: None,
             created_ms: 0,
             seq: 1,
@@ -140,7 +155,7 @@ mod tests {
         let Begin::Claim { batch, .. } = begin(None, "m", None, "wd_2".into(), 0) else {
             panic!()
         };
-        assert_eq!(batch.statements.len(), 4);
+        assert_eq!(batch.statements.len(), 7);
     }
 
     #[test]

@@ -1,0 +1,138 @@
+//! Refunds as the ledger sees them: a refund's states, and which of them hold the
+//! merchant's money.
+//!
+//! A refund takes its amount from the merchant the moment it is recorded (requested here,
+//! or learned from WeChat for one made by hand in the merchant platform): the money is on
+//! its way back to the payer and must not be withdrawn meanwhile. It gives the amount back
+//! only if it ends without money leaving: WeChat refused the request (FAILED) or closed the
+//! refund (CLOSED). An ABNORMAL refund still holds: WeChat could not pay the payer (a
+//! closed card, a frozen account), the money is not the merchant's again until an operator
+//! settles it in the merchant platform.
+
+use std::fmt;
+use std::str::FromStr;
+
+use thiserror::Error;
+
+/// A refund's state. `REQUESTED → PROCESSING → SUCCESS | CLOSED | ABNORMAL`;
+/// `REQUESTED → FAILED` when WeChat refuses the request; `ABNORMAL → SUCCESS | CLOSED`
+/// once an operator settles it. A notify may skip PROCESSING.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RefundStatus {
+    /// Recorded here; WeChat has not answered (yet).
+    Requested,
+    /// WeChat accepted it and is paying it back.
+    Processing,
+    /// The payer has the money.
+    Success,
+    /// WeChat closed it: no money left the merchant.
+    Closed,
+    /// WeChat could not pay the payer; the money is held until an operator acts.
+    Abnormal,
+    /// WeChat refused the request: no refund ever existed.
+    Failed,
+}
+
+/// The states in which a refund holds the merchant's money.
+pub const HOLDING: [RefundStatus; 4] = [
+    RefundStatus::Requested,
+    RefundStatus::Processing,
+    RefundStatus::Success,
+    RefundStatus::Abnormal,
+];
+
+impl RefundStatus {
+    pub const ALL: [RefundStatus; 6] = [
+        RefundStatus::Requested,
+        RefundStatus::Processing,
+        RefundStatus::Success,
+        RefundStatus::Closed,
+        RefundStatus::Abnormal,
+        RefundStatus::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefundStatus::Requested => "REQUESTED",
+            RefundStatus::Processing => "PROCESSING",
+            RefundStatus::Success => "SUCCESS",
+            RefundStatus::Closed => "CLOSED",
+            RefundStatus::Abnormal => "ABNORMAL",
+            RefundStatus::Failed => "FAILED",
+        }
+    }
+
+    /// Whether the refund holds the merchant's money in this state.
+    pub fn holds(self) -> bool {
+        HOLDING.contains(&self)
+    }
+
+    /// No further change is expected: the reconciler stops asking.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            RefundStatus::Success | RefundStatus::Closed | RefundStatus::Failed
+        )
+    }
+
+    /// Whether `self → to` is a move the refund machine allows.
+    pub fn can_become(self, to: RefundStatus) -> bool {
+        use RefundStatus::*;
+        matches!(
+            (self, to),
+            (Requested, Processing | Success | Closed | Abnormal | Failed)
+                | (Processing, Success | Closed | Abnormal)
+                | (Abnormal, Success | Closed)
+        )
+    }
+}
+
+impl fmt::Display for RefundStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A stored status that is not one of ours: a schema fault, never input.
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+#[error("unknown refund status {0:?}")]
+pub struct UnknownRefundStatus(pub String);
+
+impl FromStr for RefundStatus {
+    type Err = UnknownRefundStatus;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        RefundStatus::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| UnknownRefundStatus(s.to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_refund_that_ends_without_money_leaving_gives_it_back() {
+        use RefundStatus::*;
+        for s in RefundStatus::ALL {
+            assert_eq!(s.as_str().parse::<RefundStatus>(), Ok(s));
+            assert_eq!(s.holds(), !matches!(s, Closed | Failed), "{s}");
+        }
+        assert!(
+            Requested.can_become(Success),
+            "a notify may skip PROCESSING"
+        );
+        assert!(Abnormal.can_become(Success));
+        for from in [Success, Closed, Failed] {
+            for to in RefundStatus::ALL {
+                assert!(!from.can_become(to), "{from} → {to}");
+            }
+        }
+        assert!(
+            !Processing.can_become(Failed),
+            "a refund WeChat accepted is not refused later"
+        );
+    }
+}
