@@ -16,6 +16,7 @@
 //! | [`notify`] | the notify envelope, the decrypted transaction → `Notify`, the replies |
 //! | [`jsapi`] | JSAPI prepay, wx.requestPayment (RSA), query and close by out_trade_no |
 //! | [`api_error`] | WeChat's `{code, message, detail}` error answers, typed |
+//! | [`explain`] | a SIGN_ERROR's `sign_information` against the message we signed: the mistake named |
 //!
 //! Sources are cited where each rule is written; the official vectors are
 //! `crates/core/tests/v3_vectors.rs`.
@@ -23,6 +24,7 @@
 pub mod aead;
 pub mod api_error;
 pub mod authorization;
+pub mod explain;
 pub mod jsapi;
 pub mod notify;
 pub mod rsa;
@@ -56,4 +58,5 @@ pub const V3_CODES: &[&str] = &[
     "BAD_AMOUNT",
     "V3_UNEXPECTED_STATUS",
     "WECHAT_ERROR",
+    "V3_NOT_SIGN_ERROR",
 ];
