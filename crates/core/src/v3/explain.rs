@@ -117,7 +117,11 @@ pub struct Ours<'a> {
 /// A way the message we signed differs from the one WeChat checked, or the reason it could
 /// not verify a right message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "code", rename_all = "SCREAMING_SNAKE_CASE")]
+#[serde(
+    tag = "code",
+    rename_all = "SCREAMING_SNAKE_CASE",
+    rename_all_fields = "camelCase"
+)]
 pub enum Mistake {
     /// The answer's timestamp or nonce is not the header's: it belongs to another request.
     OtherRequest {
@@ -325,7 +329,9 @@ impl fmt::Display for Mistake {
 }
 
 /// WeChat's view of the message: `sign_information`, read.
+/// Serialized camelCase: the npm package hands it to JavaScript as is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct WechatView {
     pub method: String,
     pub url: String,
@@ -340,7 +346,9 @@ pub struct WechatView {
 }
 
 /// The diagnosis of one SIGN_ERROR.
+/// Serialized camelCase (the npm package's shape); each mistake as `{code, ...fields}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Explanation {
     /// WeChat's `message`.
     pub wechat_message: String,
@@ -575,24 +583,51 @@ fn pretty(min: &[u8], indent: &str, newline: &str) -> Vec<u8> {
     out
 }
 
+/// `\"` and `\\` undone (a body signed as the JSON string of itself), `None` if none.
+fn unescaped(b: &[u8]) -> Option<Vec<u8>> {
+    if !b.windows(2).any(|w| w == b"\\\"") {
+        return None;
+    }
+    let mut out = Vec::with_capacity(b.len());
+    let mut it = b.iter().copied();
+    while let Some(c) = it.next() {
+        if c == b'\\' {
+            match it.next() {
+                Some(n @ (b'"' | b'\\' | b'/')) => out.push(n),
+                Some(b'n') => out.push(b'\n'),
+                Some(b'r') => out.push(b'\r'),
+                Some(b't') => out.push(b'\t'),
+                _ => return None,
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    Some(out)
+}
+
+/// `"` and `\\` escaped (a body sent as the JSON string of itself).
+fn escaped(b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(b.len() + 8);
+    for &c in b {
+        match c {
+            b'"' | b'\\' => out.extend_from_slice(&[b'\\', c]),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
 /// The ways a body is commonly re-serialized between signing and sending, each with the
-/// words for it. Only bodies that are JSON are tried (all APIv3 bodies are).
+/// words for it. Plain byte walks, no JSON parser: the npm package's wasm has a size
+/// budget. (Key re-ordering needs a parser: [`explain`] tries it, [`explain_answer`] not.)
 fn reserializations(body: &[u8]) -> Vec<(String, Vec<u8>)> {
     let mut out: Vec<(String, Vec<u8>)> = Vec::new();
-    let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
-        // A JSON string of JSON: the body signed was escaped (`{\"a\":1}`) or the reverse.
-        if let Ok(serde_json::Value::String(inner)) =
-            serde_json::from_slice::<serde_json::Value>(&[b"\"", body, b"\""].concat())
-        {
-            out.push(("with its \\\" escapes undone".into(), inner.into_bytes()));
-        }
-        return out;
-    };
-    if let serde_json::Value::String(inner) = &value {
-        out.push((
-            "decoded from a JSON string".into(),
-            inner.clone().into_bytes(),
-        ));
+    if let Some(inner) = unescaped(body) {
+        out.push(("with its \\\" escapes undone".into(), inner));
     }
     if let Some(min) = minified(body) {
         for (indent, words) in [("  ", "2 spaces"), ("    ", "4 spaces"), ("\t", "tabs")] {
@@ -605,15 +640,7 @@ fn reserializations(body: &[u8]) -> Vec<(String, Vec<u8>)> {
         }
         out.push(("minified (whitespace removed)".into(), min));
     }
-    // serde_json's map is ordered by key: a re-encoding that sorts keys.
-    if let Ok(sorted) = serde_json::to_vec(&value) {
-        out.push(("re-encoded with its keys sorted".into(), sorted));
-    }
-    if let Ok(escaped) = serde_json::to_vec(&serde_json::Value::String(text(body).to_owned()))
-        && let Some(inner) = escaped.get(1..escaped.len() - 1)
-    {
-        out.push(("with its quotes escaped (\\\")".into(), inner.to_vec()));
-    }
+    out.push(("with its quotes escaped (\\\")".into(), escaped(body)));
     out.retain(|(_, b)| b != body);
     out
 }
@@ -693,21 +720,62 @@ fn url_mistake(signed: &str, wechat: &str) -> Option<Mistake> {
     })
 }
 
+/// WeChat's error answer, read: its `code`, `message` and `detail.sign_information`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub code: String,
+    pub message: String,
+    pub sign_information: Option<SignInformation>,
+}
+
 /// Explains WeChat's SIGN_ERROR `answer` (the response body, as received) for the request
 /// `ours` describes (see the module docs). Never panics.
 pub fn explain(ours: Ours<'_>, answer: &[u8]) -> Result<Explanation, ExplainError> {
     let error = ApiError::parse(401, answer);
-    match &error.code {
-        Code::SignError => {}
-        Code::Other(c) if c.is_empty() => return Err(ExplainError::NotJson),
-        other => return Err(ExplainError::NotSignError(other.as_str().to_owned())),
+    if error.code == Code::Other(String::new()) {
+        return Err(ExplainError::NotJson);
     }
+    let read = Answer {
+        code: error.code.as_str().to_owned(),
+        message: error.message.clone(),
+        sign_information: error.sign_information(),
+    };
+    let mut e = explain_answer(ours, &read)?;
+    // A body sent with its keys re-ordered: serde_json's map is ordered by key.
+    if let (Some(Ok(lines)), Some(info)) = (ours.signed.map(lines_of), &read.sign_information)
+        && let body = lines.body
+        && let Some(i) = e
+            .mistakes
+            .iter()
+            .position(|m| matches!(m, Mistake::BodyDiffers { .. }))
+        && let Ok(value) = serde_json::from_slice::<serde_json::Value>(body)
+        && let Ok(sorted) = serde_json::to_vec(&value)
+        && let (_, Some(w)) = view_of(info)
+        && let Some(n) = w.length
+        && w.matches(&sorted)
+    {
+        e.mistakes[i] = Mistake::BodyReserialized {
+            how: "re-encoded with its keys sorted".into(),
+            signed_length: body.len(),
+            wechat_length: n,
+        };
+    }
+    Ok(e)
+}
+
+/// [`explain`] for an answer already read (the npm package reads it with the engine's
+/// `JSON.parse`); it does not try key re-ordering (see [`reserializations`]).
+pub fn explain_answer(ours: Ours<'_>, answer: &Answer) -> Result<Explanation, ExplainError> {
+    if answer.code != "SIGN_ERROR" {
+        return Err(ExplainError::NotSignError(answer.code.clone()));
+    }
+    let error = answer;
     let header = ours.authorization.map(Authorization::parse).transpose()?;
     if ours.signed.is_none() && header.is_none() {
         return Err(ExplainError::NothingToCompare);
     }
     let lines = ours.signed.map(lines_of).transpose()?;
-    let info = error.sign_information();
+    let info = error.sign_information.clone();
     let (view, wechat_body) = match &info {
         Some(i) => {
             let (v, b) = view_of(i);
@@ -736,7 +804,7 @@ pub fn explain(ours: Ours<'_>, answer: &[u8]) -> Result<Explanation, ExplainErro
         }
         if !mistakes.is_empty() {
             return Ok(Explanation {
-                wechat_message: error.message,
+                wechat_message: error.message.clone(),
                 ours: lines.as_ref().map(|l| String::from_utf8_lossy(&l.message).into_owned()),
                 ours_length: lines.as_ref().map(|l| l.message.len()),
                 wechat: view,
@@ -846,7 +914,7 @@ pub fn explain(ours: Ours<'_>, answer: &[u8]) -> Result<Explanation, ExplainErro
         "fix the mistakes listed, in order".into()
     };
     Ok(Explanation {
-        wechat_message: error.message,
+        wechat_message: error.message.clone(),
         ours: lines
             .as_ref()
             .map(|l| String::from_utf8_lossy(&l.message).into_owned()),
