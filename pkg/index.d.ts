@@ -48,6 +48,9 @@ export type WxedgeErrorCode =
   | 'BAD_FIELD'
   | 'NOTIFY_RETURN_FAIL'
   | 'NOTIFY_MISMATCH'
+  | 'V3_NOT_SIGN_ERROR'
+  | 'V3_BAD_AUTHORIZATION'
+  | 'V3_BAD_REQUEST'
   | 'INVALID_ARGUMENT'
   | 'INTERNAL';
 
@@ -205,6 +208,77 @@ export function explainSign(
   givenSign: string,
   options?: { appSecret?: string; unifiedOrderSign?: string },
 ): Explanation;
+
+/** What `explainV3` can name, each only when WeChat's answer shows it. */
+export type MistakeV3Code =
+  | 'OTHER_REQUEST'
+  | 'METHOD_MISMATCH'
+  | 'FULL_URL_SIGNED'
+  | 'QUERY_DROPPED'
+  | 'URL_MISMATCH'
+  | 'TIMESTAMP_MISMATCH'
+  | 'NONCE_MISMATCH'
+  | 'BODY_MISSING'
+  | 'BODY_NOT_SENT'
+  | 'BODY_RESERIALIZED'
+  | 'BODY_DIFFERS'
+  | 'FINAL_NEWLINE_MISSING'
+  | 'SERIAL_MISMATCH'
+  | 'SIGNATURE_MALFORMED'
+  | 'KEY_OR_SIGNATURE_WRONG';
+
+export interface MistakeV3 {
+  code: MistakeV3Code;
+  /** One line for a human: what differs and what to do. */
+  message: string;
+  /** The specifics, e.g. `signed`/`wechat` for QUERY_DROPPED, `how`/`signedLength`/`wechatLength` for BODY_RESERIALIZED. */
+  [field: string]: unknown;
+}
+
+export interface ExplanationV3 {
+  /** WeChat's `message`. */
+  wechatMessage: string;
+  /** The message we signed (null when only the Authorization header was given). */
+  ours: string | null;
+  oursLength: number | null;
+  /** `detail.sign_information`, read; null when the answer has none. */
+  wechat: {
+    method: string;
+    url: string;
+    signMessageLength: number;
+    truncatedSignMessage: string;
+    /** The header's timestamp and nonce as WeChat's message shows them. */
+    timestamp: string | null;
+    nonce: string | null;
+    /** The truncated message is the whole message. */
+    complete: boolean;
+  } | null;
+  /** Our message is WeChat's as far as WeChat shows it; null when not compared. */
+  messageMatches: boolean | null;
+  mistakes: MistakeV3[];
+  hint: string;
+}
+
+/**
+ * The answer to an APIv3 SIGN_ERROR: compares WeChat's `sign_information` with the
+ * message signed and names the difference. Give the request's parts (all four of method,
+ * url, timestamp, nonceStr, plus body) or the exact `message` signed, and/or the
+ * `authorization` header sent; `certificateSerial` checks its serial_no. Throws NOT_JSON,
+ * V3_NOT_SIGN_ERROR, V3_BAD_AUTHORIZATION, V3_BAD_REQUEST or INVALID_ARGUMENT.
+ */
+export function explainV3(
+  ours: {
+    method?: string;
+    url?: string;
+    timestamp?: string | number;
+    nonceStr?: string;
+    body?: string | Uint8Array;
+    message?: string | Uint8Array;
+    authorization?: string;
+    certificateSerial?: string;
+  },
+  answer: string | Uint8Array,
+): ExplanationV3;
 
 export interface Notify {
   appid: string;

@@ -16,6 +16,7 @@ export const {
   validateUnifiedOrder,
   nonceStr,
   explainSign,
+  explainV3,
   parseNotify,
   notifyReply,
   errorCodes,

@@ -12,6 +12,7 @@ use wxedge_core::explain::{self, Context, Mistake};
 use wxedge_core::notify::{self, Outcome};
 use wxedge_core::pay::{self, PayError};
 use wxedge_core::sign::{self, SignType};
+use wxedge_core::v3::explain::Mistake as MistakeV3;
 use wxedge_core::{ALL_CODES, ErrorCode, Params, crypt, random, xml};
 
 /// An `Error` with a stable `code` property.
@@ -599,10 +600,222 @@ pub fn notify_reply(ok: bool, reason: Option<String>) -> String {
     }
 }
 
+/// Why an APIv3 request got SIGN_ERROR: WeChat's `sign_information` against the message we
+/// signed. `ours`: `{method?, url?, timestamp?, nonceStr?, body?, message?, authorization?,
+/// certificateSerial?}` (the request's parts, or the exact `message` signed, and/or the
+/// `Authorization` header); `answer`: WeChat's response body. No RSA: nothing is signed.
+#[wasm_bindgen(js_name = explainV3)]
+pub fn explain_v3(ours: JsValue, answer: JsValue) -> Result<JsValue, JsValue> {
+    use wxedge_core::v3::api_error::SignInformation;
+    use wxedge_core::v3::explain::{Answer, Ours, Signed, SignedRequest};
+    if !ours.is_object() {
+        return Err(invalid(
+            "explainV3 takes {method, url, timestamp, nonceStr, body} or {message}, and/or {authorization}",
+        ));
+    }
+    let field = |k| string_field(&ours, k, false);
+    let bytes_field = |k: &str| -> Result<Option<Vec<u8>>, JsValue> {
+        let v = Reflect::get(&ours, &k.into()).unwrap_or(JsValue::UNDEFINED);
+        if v.is_undefined() || v.is_null() {
+            return Ok(None);
+        }
+        body_of(&v, k).map(Some)
+    };
+    let answer = body_of(&answer, "answer")?;
+    let (method, url, timestamp, nonce) = (
+        field("method")?,
+        field("url")?,
+        field("timestamp")?,
+        field("nonceStr")?,
+    );
+    let body = bytes_field("body")?.unwrap_or_default();
+    let message = bytes_field("message")?;
+    let (authorization, certificate_serial) =
+        (field("authorization")?, field("certificateSerial")?);
+    let parts = [&method, &url, &timestamp, &nonce];
+    let signed = match &message {
+        Some(m) => {
+            if parts.iter().any(|p| p.is_some()) {
+                return Err(invalid(
+                    "pass either message or the request's parts, not both",
+                ));
+            }
+            Some(Signed::Message(m))
+        }
+        None if parts.iter().all(|p| p.is_some()) => Some(Signed::Request(SignedRequest {
+            method: method.as_deref().unwrap_or_default(),
+            url: url.as_deref().unwrap_or_default(),
+            timestamp: timestamp.as_deref().unwrap_or_default(),
+            nonce_str: nonce.as_deref().unwrap_or_default(),
+            body: &body,
+        })),
+        None if parts.iter().any(|p| p.is_some()) => {
+            return Err(invalid(
+                "the request's parts are method, url, timestamp and nonceStr (and body): pass all four",
+            ));
+        }
+        None => None,
+    };
+    // The engine's JSON.parse reads WeChat's answer: no JSON parser in the wasm (size).
+    let text =
+        String::from_utf8(answer).map_err(|_| error("NOT_JSON", "the answer is not UTF-8"))?;
+    let parsed = js_sys::JSON::parse(&text)
+        .ok()
+        .filter(|v| v.is_object() && !Array::is_array(v))
+        .ok_or_else(|| error("NOT_JSON", "WeChat's answer is not its JSON error body"))?;
+    let get = |o: &JsValue, k: &str| Reflect::get(o, &k.into()).unwrap_or(JsValue::UNDEFINED);
+    let info = get(&get(&parsed, "detail"), "sign_information");
+    let sign_information = info.is_object().then(|| SignInformation {
+        method: get(&info, "method").as_string().unwrap_or_default(),
+        url: get(&info, "url").as_string().unwrap_or_default(),
+        sign_message_length: get(&info, "sign_message_length")
+            .as_f64()
+            .filter(|n| *n >= 0.0 && n.fract() == 0.0)
+            .map_or(0, |n| n as u64),
+        truncated_sign_message: get(&info, "truncated_sign_message")
+            .as_string()
+            .unwrap_or_default(),
+    });
+    let read = Answer {
+        code: get(&parsed, "code")
+            .as_string()
+            .ok_or_else(|| error("NOT_JSON", "WeChat's answer has no code"))?,
+        message: get(&parsed, "message").as_string().unwrap_or_default(),
+        sign_information,
+    };
+    let e = wxedge_core::v3::explain::explain_answer(
+        Ours {
+            signed,
+            authorization: authorization.as_deref(),
+            certificate_serial: certificate_serial.as_deref(),
+        },
+        &read,
+    )
+    .map_err(core_error)?;
+    let opt_str = |s: &Option<String>| s.as_deref().map_or(JsValue::NULL, str_js);
+    let num = |n: u64| JsValue::from_f64(n as f64);
+    let wechat = e.wechat.as_ref().map_or(JsValue::NULL, |w| {
+        object([
+            ("method", str_js(&w.method)),
+            ("url", str_js(&w.url)),
+            ("signMessageLength", num(w.sign_message_length)),
+            ("truncatedSignMessage", str_js(&w.truncated_sign_message)),
+            ("timestamp", opt_str(&w.timestamp)),
+            ("nonce", opt_str(&w.nonce)),
+            ("complete", JsValue::from_bool(w.complete)),
+        ])
+    });
+    let mistakes: Array = e
+        .mistakes
+        .iter()
+        .map(|m| {
+            let mut fields = vec![
+                ("code", str_js(m.code())),
+                ("message", str_js(&m.to_string())),
+            ];
+            fields.extend(mistake_v3_fields(m));
+            object(fields)
+        })
+        .collect();
+    Ok(object([
+        ("wechatMessage", str_js(&e.wechat_message)),
+        ("ours", opt_str(&e.ours)),
+        (
+            "oursLength",
+            e.ours_length.map_or(JsValue::NULL, |n| num(n as u64)),
+        ),
+        ("wechat", wechat),
+        (
+            "messageMatches",
+            e.message_matches.map_or(JsValue::NULL, JsValue::from_bool),
+        ),
+        ("mistakes", mistakes.into()),
+        ("hint", str_js(&e.hint)),
+    ]))
+}
+
+/// The specifics of a v3 mistake, camelCase, beside its code and message.
+fn mistake_v3_fields(m: &MistakeV3) -> Vec<(&'static str, JsValue)> {
+    let s = |v: &str| str_js(v);
+    let opt = |v: &Option<String>| v.as_deref().map_or(JsValue::NULL, str_js);
+    let num = |n: u64| JsValue::from_f64(n as f64);
+    match m {
+        MistakeV3::OtherRequest {
+            field,
+            header,
+            wechat,
+        } => {
+            vec![
+                ("field", s(field)),
+                ("header", s(header)),
+                ("wechat", s(wechat)),
+            ]
+        }
+        MistakeV3::MethodMismatch { signed, wechat }
+        | MistakeV3::FullUrlSigned { signed, wechat }
+        | MistakeV3::QueryDropped { signed, wechat }
+        | MistakeV3::UrlMismatch { signed, wechat } => {
+            vec![("signed", s(signed)), ("wechat", s(wechat))]
+        }
+        MistakeV3::TimestampMismatch { signed, sent }
+        | MistakeV3::NonceMismatch { signed, sent } => {
+            vec![("signed", s(signed)), ("sent", s(sent))]
+        }
+        MistakeV3::BodyMissing { wechat_length } => vec![("wechatLength", num(*wechat_length))],
+        MistakeV3::BodyNotSent { signed_length } => {
+            vec![("signedLength", num(*signed_length as u64))]
+        }
+        MistakeV3::BodyReserialized {
+            how,
+            signed_length,
+            wechat_length,
+        } => vec![
+            ("how", s(how)),
+            ("signedLength", num(*signed_length as u64)),
+            ("wechatLength", num(*wechat_length)),
+        ],
+        MistakeV3::BodyDiffers {
+            signed_length,
+            wechat_length,
+            first_difference,
+        } => vec![
+            ("signedLength", num(*signed_length as u64)),
+            ("wechatLength", wechat_length.map_or(JsValue::NULL, num)),
+            (
+                "firstDifference",
+                first_difference.map_or(JsValue::NULL, |n| num(n as u64)),
+            ),
+        ],
+        MistakeV3::SerialMismatch {
+            sent,
+            expected,
+            wechat_says,
+        } => vec![
+            ("sent", opt(sent)),
+            ("expected", opt(expected)),
+            ("wechatSays", opt(wechat_says)),
+        ],
+        MistakeV3::SignatureMalformed { decoded_length } => {
+            vec![(
+                "decodedLength",
+                decoded_length.map_or(JsValue::NULL, |n| num(n as u64)),
+            )]
+        }
+        MistakeV3::KeyOrSignatureWrong { compared } => vec![("compared", s(compared))],
+        MistakeV3::FinalNewlineMissing => vec![],
+    }
+}
+
 /// Every `err.code` this package can throw.
 #[wasm_bindgen(js_name = errorCodes)]
 pub fn error_codes() -> Vec<String> {
-    ALL_CODES
+    let mut codes: Vec<&str> = ALL_CODES.to_vec();
+    for c in wxedge_core::v3::explain::CODES {
+        if !codes.contains(c) {
+            codes.push(c);
+        }
+    }
+    codes
         .iter()
         .chain(["INVALID_ARGUMENT", "INTERNAL"].iter())
         .map(|s| (*s).to_owned())
