@@ -48,6 +48,18 @@ export type WxedgeErrorCode =
   | 'BAD_FIELD'
   | 'NOTIFY_RETURN_FAIL'
   | 'NOTIFY_MISMATCH'
+  | 'V3_NOT_SIGN_ERROR'
+  | 'V3_BAD_AUTHORIZATION'
+  | 'V3_BAD_REQUEST'
+  | 'V3_HEADER_MISSING'
+  | 'V3_BAD_TIMESTAMP'
+  | 'V3_TIMESTAMP_SKEW'
+  | 'V3_SIGN_PROBE'
+  | 'V3_UNKNOWN_SERIAL'
+  | 'V3_BAD_KEY'
+  | 'V3_RSA_FAILED'
+  | 'V3_BAD_NONCE_LENGTH'
+  | 'V3_DECRYPT_FAILED'
   | 'INVALID_ARGUMENT'
   | 'INTERNAL';
 
@@ -205,6 +217,179 @@ export function explainSign(
   givenSign: string,
   options?: { appSecret?: string; unifiedOrderSign?: string },
 ): Explanation;
+
+/** What `explainV3` can name, each only when WeChat's answer shows it. */
+export type MistakeV3Code =
+  | 'OTHER_REQUEST'
+  | 'METHOD_MISMATCH'
+  | 'FULL_URL_SIGNED'
+  | 'QUERY_DROPPED'
+  | 'URL_MISMATCH'
+  | 'TIMESTAMP_MISMATCH'
+  | 'NONCE_MISMATCH'
+  | 'BODY_MISSING'
+  | 'BODY_NOT_SENT'
+  | 'BODY_RESERIALIZED'
+  | 'BODY_DIFFERS'
+  | 'FINAL_NEWLINE_MISSING'
+  | 'SERIAL_MISMATCH'
+  | 'SIGNATURE_MALFORMED'
+  | 'KEY_OR_SIGNATURE_WRONG';
+
+export interface MistakeV3 {
+  code: MistakeV3Code;
+  /** One line for a human: what differs and what to do. */
+  message: string;
+  /** The specifics, e.g. `signed`/`wechat` for QUERY_DROPPED, `how`/`signedLength`/`wechatLength` for BODY_RESERIALIZED. */
+  [field: string]: unknown;
+}
+
+export interface ExplanationV3 {
+  /** WeChat's `message`. */
+  wechatMessage: string;
+  /** The message we signed (null when only the Authorization header was given). */
+  ours: string | null;
+  oursLength: number | null;
+  /** `detail.sign_information`, read; null when the answer has none. */
+  wechat: {
+    method: string;
+    url: string;
+    signMessageLength: number;
+    truncatedSignMessage: string;
+    /** The header's timestamp and nonce as WeChat's message shows them. */
+    timestamp: string | null;
+    nonce: string | null;
+    /** The truncated message is the whole message. */
+    complete: boolean;
+  } | null;
+  /** Our message is WeChat's as far as WeChat shows it; null when not compared. */
+  messageMatches: boolean | null;
+  mistakes: MistakeV3[];
+  hint: string;
+}
+
+/**
+ * The answer to an APIv3 SIGN_ERROR: compares WeChat's `sign_information` with the
+ * message signed and names the difference. Give the request's parts (all four of method,
+ * url, timestamp, nonceStr, plus body) or the exact `message` signed, and/or the
+ * `authorization` header sent; `certificateSerial` checks its serial_no. Throws NOT_JSON,
+ * V3_NOT_SIGN_ERROR, V3_BAD_AUTHORIZATION, V3_BAD_REQUEST or INVALID_ARGUMENT.
+ */
+export function explainV3(
+  ours: {
+    method?: string;
+    url?: string;
+    timestamp?: string | number;
+    nonceStr?: string;
+    body?: string | Uint8Array;
+    message?: string | Uint8Array;
+    authorization?: string;
+    certificateSerial?: string;
+  },
+  answer: string | Uint8Array,
+): ExplanationV3;
+
+/** An RSA key for APIv3: a PEM string (imported into WebCrypto once, then cached) or a CryptoKey. */
+export type RsaKey = string | CryptoKey;
+
+export interface V3Authorization {
+  /** The `Authorization` header's value: `WECHATPAY2-SHA256-RSA2048 mchid="…",…`. */
+  authorization: string;
+  /** The message signed: `METHOD\nURL\nTIMESTAMP\nNONCE\nBODY\n`. */
+  message: string;
+  timestamp: string;
+  nonce: string;
+}
+
+/**
+ * Signs an APIv3 request (SHA256withRSA by WebCrypto) and returns its `Authorization`
+ * header. `url` is the path with its query, exactly as sent; `body` the exact bytes sent
+ * (empty for GET). `privateKey`: the merchant API key, PKCS#8 PEM (`apiclient_key.pem`) or
+ * a CryptoKey. `timestamp` defaults to now, `nonce` to 32 random characters. Rejects with
+ * `V3_BAD_REQUEST` (method, full URL, GET with a body, a field WeChat cannot carry),
+ * `V3_BAD_KEY` (not a PKCS#8 RSA private key), `V3_RSA_FAILED` or `INVALID_ARGUMENT`.
+ */
+export function v3Authorization(options: {
+  mchid: string;
+  /** The merchant API certificate's serial number. */
+  serialNo: string;
+  privateKey: RsaKey;
+  method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
+  url: string;
+  body?: string | Uint8Array;
+  timestamp?: number | string;
+  nonce?: string;
+}): Promise<V3Authorization>;
+
+/** WeChat's keys, by the name `Wechatpay-Serial` gives them. */
+export interface WechatKeys {
+  /** The 微信支付公钥's id, `PUB_KEY_ID_…`. */
+  publicKeyId?: string;
+  /** The 微信支付公钥 (`BEGIN PUBLIC KEY`) or a CryptoKey. */
+  publicKey?: RsaKey;
+  /** Platform certificates (`BEGIN CERTIFICATE`) by serial, during or instead of the public key. */
+  platformCertificates?: Record<string, RsaKey>;
+}
+
+export interface V3Verified {
+  /** The `Wechatpay-Serial` whose key verified it. */
+  serial: string;
+  timestamp: number;
+  nonce: string;
+  /** The body that verified, as text: only now parse it. */
+  body: string;
+}
+
+/**
+ * Verifies an APIv3 answer or notify: the four `Wechatpay-*` headers (a fetch `Headers`,
+ * Node's headers or a plain object) over the raw `body` received (never a
+ * re-serialization). Rejects with `V3_HEADER_MISSING`, `V3_SIGN_PROBE` (WeChat's
+ * signature probe: answer it 4xx), `V3_BAD_TIMESTAMP`, `V3_TIMESTAMP_SKEW` (more than
+ * 300 s from `now`, default the clock), `V3_UNKNOWN_SERIAL`, `BAD_BASE64`, `SIGN_MISMATCH`,
+ * `V3_BAD_KEY` or `INVALID_ARGUMENT`.
+ */
+export function v3Verify(options: {
+  headers: Headers | Record<string, string | undefined>;
+  body: string | Uint8Array;
+  keys: WechatKeys;
+  /** Unix seconds; defaults to now. */
+  now?: number;
+}): Promise<V3Verified>;
+
+export interface V3PaymentParams {
+  appId: string;
+  timeStamp: string;
+  nonceStr: string;
+  package: string;
+  signType: 'RSA';
+  paySign: string;
+}
+
+/**
+ * The `wx.requestPayment` fields for an APIv3 prepay_id, `paySign` by WebCrypto over
+ * `appId\ntimeStamp\nnonceStr\npackage\n`. `timeStamp` defaults to now, `nonceStr` to 32
+ * random characters.
+ */
+export function v3PaymentParams(options: {
+  appId: string;
+  prepayId: string;
+  privateKey: RsaKey;
+  timeStamp?: string | number;
+  nonceStr?: string;
+}): Promise<V3PaymentParams>;
+
+/**
+ * Decrypts a v3 notify's `resource` (AEAD_AES_256_GCM under the 32-byte APIv3 key) to its
+ * text (JSON). Throws `BAD_KEY_LENGTH` (any key but 32 bytes, e.g. the v2 key),
+ * `V3_BAD_NONCE_LENGTH`, `BAD_BASE64`, `BAD_CIPHERTEXT_LENGTH`, `V3_DECRYPT_FAILED` (the
+ * tag: wrong key, nonce or associated_data, or altered), `NOT_JSON` (not UTF-8).
+ */
+export function v3Decrypt(options: {
+  apiV3Key: string;
+  nonce: string;
+  associatedData?: string;
+  ciphertext: string;
+}): string;
 
 export interface Notify {
   appid: string;

@@ -2,7 +2,7 @@
 // wxedge — the command line for people debugging "签名错误" and WeChat payloads by hand.
 // Every operation is the package's own function; this file only reads input and prints.
 import { readFileSync } from 'node:fs';
-import { sign, verifySign, explainSign, decryptUserData, parseXml, toXml } from '../index.mjs';
+import { sign, verifySign, explainSign, explainV3, decryptUserData, parseXml, toXml } from '../index.mjs';
 
 const USAGE = `wxedge — WeChat Pay v2 & mini-program helper
 
@@ -14,9 +14,18 @@ usage:
                                                             sign type (never INPUT's sign_type); explain a mismatch
   wxedge explain  --sign SIGN [--app-secret S] [--unified-order-sign S] [INPUT]
                                                             name the mistake that gives SIGN
+  wxedge explain-v3 --method M --url PATH --timestamp T --nonce N [--body B | --body-file F]
+                  [--authorization HEADER] [--serial CERT_SERIAL] [ANSWER]
+                                                            APIv3 SIGN_ERROR: compare WeChat's answer
+                                                            (ANSWER: its JSON body, with sign_information)
+                                                            with the request you signed; name the difference
   wxedge decrypt  --appid A --session-key K --iv IV [ENCRYPTED_DATA]
   wxedge xml2json [INPUT]
   wxedge json2xml [INPUT]
+
+For explain-v3, --url is the path and query you signed, --body the exact body you sent
+(--body-file reads it byte for byte), --serial your merchant API certificate's serial;
+no key is needed: nothing is signed.
 
 INPUT is JSON ({"appid": "...", ...}) or WeChat XML (<xml>...</xml>), given as an argument,
 or read from stdin when absent or "-". The API key comes from --key or $WXEDGE_KEY
@@ -85,6 +94,22 @@ function printExplanation(e) {
   out.write(`hint: ${e.hint}\n`);
 }
 
+function printExplanationV3(e) {
+  const out = process.stdout;
+  out.write(`WeChat says: ${e.wechatMessage}\n`);
+  if (e.ours !== null) out.write(`message you signed (${e.oursLength} bytes):\n  ${JSON.stringify(e.ours)}\n`);
+  if (e.wechat) {
+    const shown = e.wechat.complete ? 'all of it' : `its first ${e.wechat.truncatedSignMessage.length} characters`;
+    out.write(`message WeChat verified (${e.wechat.signMessageLength} bytes; ${shown}):\n  ${JSON.stringify(e.wechat.truncatedSignMessage)}\n`);
+  }
+  if (e.messageMatches === true) out.write('the messages agree as far as WeChat shows its own\n');
+  if (e.mistakes.length) {
+    out.write('MISMATCH, explained by:\n');
+    for (const m of e.mistakes) out.write(`  - [${m.code}] ${m.message}\n`);
+  } else out.write('MISMATCH, not explained\n');
+  out.write(`hint: ${e.hint}\n`);
+}
+
 function main() {
   const [command, ...argv] = process.argv.slice(2);
   const { flags, rest } = parseArgs(argv);
@@ -131,6 +156,18 @@ function main() {
       const e = explainSign(p, key(flags), flags.sign, { appSecret: flags['app-secret'], unifiedOrderSign: flags['unified-order-sign'] });
       printExplanation(e);
       process.exit(e.matches ? 0 : 1);
+    }
+    case 'explain-v3': {
+      const parts = ['method', 'url', 'timestamp', 'nonce'];
+      const missing = parts.filter((f) => flags[f] === undefined);
+      if (missing.length && !flags.authorization) fail(`explain-v3 needs the request you signed: --${missing.join(', --')}`);
+      if (missing.length && missing.length < parts.length) fail(`explain-v3 needs all of --method, --url, --timestamp, --nonce (missing --${missing.join(', --')})`);
+      if (flags.body !== undefined && flags['body-file'] !== undefined) fail('pass --body or --body-file, not both');
+      const body = flags['body-file'] !== undefined ? new Uint8Array(readFileSync(flags['body-file'])) : (flags.body ?? '');
+      const ours = missing.length ? {} : { method: flags.method, url: flags.url, timestamp: flags.timestamp, nonceStr: flags.nonce, body };
+      const e = explainV3({ ...ours, authorization: flags.authorization, certificateSerial: flags.serial }, readInput(rest[0]));
+      printExplanationV3(e);
+      process.exit(1);
     }
     case 'decrypt': {
       for (const f of ['appid', 'session-key', 'iv']) if (!flags[f]) fail(`decrypt needs --${f}`);

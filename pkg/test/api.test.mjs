@@ -218,7 +218,7 @@ test('errorCodes lists every code, and index.d.ts declares exactly those', async
   const union = dts.slice(dts.indexOf('export type WxedgeErrorCode'), dts.indexOf(';', dts.indexOf('export type WxedgeErrorCode')));
   const declared = [...union.matchAll(/'([A-Z_0-9]+)'/g)].map((m) => m[1]).sort();
   assert.deepEqual(declared, [...wx.errorCodes()].sort());
-  for (const fn of ['sign', 'verifySign', 'toXml', 'parseXml', 'decryptUserData', 'verifyRawData', 'paymentParams', 'verifyPaymentParams', 'validateUnifiedOrder', 'nonceStr', 'explainSign', 'parseNotify', 'notifyReply', 'errorCodes', 'init', 'initSync']) {
+  for (const fn of ['sign', 'verifySign', 'toXml', 'parseXml', 'decryptUserData', 'verifyRawData', 'paymentParams', 'verifyPaymentParams', 'validateUnifiedOrder', 'nonceStr', 'explainSign', 'explainV3', 'v3Authorization', 'v3Verify', 'v3PaymentParams', 'v3Decrypt', 'parseNotify', 'notifyReply', 'errorCodes', 'init', 'initSync']) {
     assert.equal(typeof wx[fn], 'function', fn);
     assert.match(dts, new RegExp(`export function ${fn}\\(`), `${fn} is declared in index.d.ts`);
   }

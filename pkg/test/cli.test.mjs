@@ -3,6 +3,9 @@ import test from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { DEMO, DOC } from './vectors.mjs';
 
 const bin = fileURLToPath(new URL('../bin/wxedge.mjs', import.meta.url));
@@ -98,4 +101,61 @@ test('usage errors exit 2 and say what is missing', () => {
   assert.equal(r.status, 2);
   assert.match(r.err, /API key is missing/);
   assert.match(run(['--help']).out, /usage:/);
+});
+
+// WeChat's 401 for a request whose body it received cut after 8 bytes (as it shows it).
+function signError(sent) {
+  const head = `${sent.method}\n${sent.url}\n${sent.timestamp}\n${sent.nonce}\n`;
+  return JSON.stringify({
+    code: 'SIGN_ERROR',
+    message: '错误的签名，验签失败',
+    detail: {
+      detail: { issue: 'sign not match' },
+      field: 'signature',
+      location: 'authorization',
+      sign_information: {
+        method: sent.method,
+        url: sent.url,
+        sign_message_length: Buffer.byteLength(`${head}${sent.body}\n`),
+        truncated_sign_message: `${head}${sent.body.slice(0, 8)}\n`,
+      },
+    },
+  });
+}
+
+test('explain-v3 names the difference between the request signed and the one WeChat verified', () => {
+  const sent = { method: 'POST', url: '/v3/pay/transactions/jsapi', timestamp: '1554208460', nonce: '593BEC0C930BF1AFEB40B4A08C8FB242', body: '{"appid":"wxd678efh567hg6787","amount":{"total":100}}' };
+  const flags = (r) => ['--method', r.method, '--url', r.url, '--timestamp', r.timestamp, '--nonce', r.nonce];
+  // Signed without the query WeChat received.
+  const q = run(['explain-v3', ...flags({ ...sent, url: '/v3/pay/transactions/out-trade-no/T1', method: 'GET' })], {
+    input: signError({ ...sent, method: 'GET', url: '/v3/pay/transactions/out-trade-no/T1?mchid=1230000109', body: '' }),
+  });
+  assert.equal(q.status, 1, q.err);
+  assert.match(q.out, /\[QUERY_DROPPED\]/);
+  assert.match(q.out, /WeChat says: 错误的签名，验签失败/);
+  // Signed one body, sent it pretty-printed; the body read from a file, byte for byte.
+  const dir = mkdtempSync(join(tmpdir(), 'wxedge-cli-'));
+  try {
+    writeFileSync(join(dir, 'body.json'), sent.body);
+    const pretty = JSON.stringify(JSON.parse(sent.body), null, 2);
+    const b = run(['explain-v3', ...flags(sent), '--body-file', join(dir, 'body.json'), signError({ ...sent, body: pretty })]);
+    assert.equal(b.status, 1, b.err);
+    assert.match(b.out, /\[BODY_RESERIALIZED\]/);
+    assert.match(b.out, /message you signed \(\d+ bytes\)/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  // The same message: then it is the key, or the serial.
+  const k = run(['explain-v3', ...flags(sent), '--body', sent.body, '--serial', '408B07E79B8269FEC3D5D3E6AB8ED163A6A380DB'], { input: signError(sent) });
+  assert.equal(k.status, 1);
+  assert.match(k.out, /\[KEY_OR_SIGNATURE_WRONG\]/);
+  assert.match(k.out, /the messages agree/);
+  // Usage: the request is needed, and an answer that is not SIGN_ERROR is said so.
+  const none = run(['explain-v3'], { input: signError(sent) });
+  assert.equal(none.status, 2);
+  assert.match(none.err, /needs the request you signed: --method, --url, --timestamp, --nonce/);
+  const other = run(['explain-v3', ...flags(sent)], { input: '{"code":"PARAM_ERROR","message":"x"}' });
+  assert.equal(other.status, 1);
+  assert.match(other.err, /\[V3_NOT_SIGN_ERROR\]/);
+  assert.match(run(['--help']).out, /explain-v3 --method M --url PATH/);
 });

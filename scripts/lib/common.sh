@@ -194,6 +194,10 @@ build_pkg() {
     sed -i -E 's/^export function ([A-Za-z_]+)/exports.\1 = function \1/' "$snippet"
     ! grep -q '^export ' "$snippet" || die "unexpected export left in $snippet"
   done < <(find "$ROOT/pkg/dist/node/snippets" -name '*.js')
+  # The APIv3 helpers (pkg/v3.js, ESM for the web entry): the same rewrite gives the Node
+  # build its CommonJS copy.
+  sed -E 's/^export function ([A-Za-z_0-9]+)/exports.\1 = function \1/' "$ROOT/pkg/v3.js" >"$ROOT/pkg/dist/node/v3.js"
+  ! grep -q '^export ' "$ROOT/pkg/dist/node/v3.js" || die "unexpected export left in pkg/dist/node/v3.js"
   # The package is ESM ("type": "module"); the Node build is CommonJS.
   echo '{"type":"commonjs"}' >"$ROOT/pkg/dist/node/package.json"
 }

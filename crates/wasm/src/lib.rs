@@ -12,6 +12,7 @@ use wxedge_core::explain::{self, Context, Mistake};
 use wxedge_core::notify::{self, Outcome};
 use wxedge_core::pay::{self, PayError};
 use wxedge_core::sign::{self, SignType};
+use wxedge_core::v3::explain::Mistake as MistakeV3;
 use wxedge_core::{ALL_CODES, ErrorCode, Params, crypt, random, xml};
 
 /// An `Error` with a stable `code` property.
@@ -90,7 +91,10 @@ export function watermarkOf(d) {
   };
   const a = kind('appid');
   const t = kind('timestamp');
-  return a + t + (t === 'n' ? String(w.timestamp) : '') + '\u0000' + (a === 's' ? w.appid : '');
+  return a + t + '\u0000' + (a === 's' ? w.appid : '');
+}
+export function watermarkTimestamp(d) {
+  return d.watermark.timestamp;
 }
 "#)]
 extern "C" {
@@ -104,11 +108,14 @@ extern "C" {
     fn record(flat: &str, nested: &str, value: JsValue) -> JsValue;
     /// The own `watermark.appid` and `watermark.timestamp` of a JSON.parse result, in one
     /// crossing: a kind letter for each (`a` absent, `s` string, `n` number, `o` anything
-    /// else), the timestamp as `String()` writes it (which reads back as the same double),
-    /// NUL, the appid. Own properties only: one inherited from a polluted
+    /// else), NUL, the appid. Own properties only: one inherited from a polluted
     /// `Object.prototype` is not in the payload.
     #[wasm_bindgen(js_name = watermarkOf)]
     fn watermark_of(data: &JsValue) -> String;
+    /// `watermark.timestamp`, once [`watermark_of`] said it is a number: passed as the
+    /// double itself (no float parsing in the wasm: its tables are kilobytes).
+    #[wasm_bindgen(js_name = watermarkTimestamp)]
+    fn watermark_timestamp(data: &JsValue) -> f64;
 }
 
 /// Runs `f` on the flattened form of a JS params object: `"n\0k\0v\0…k\0v\0"`, the count
@@ -261,10 +268,6 @@ fn str_js(s: &str) -> JsValue {
     JsValue::from_str(s)
 }
 
-fn strings_js(items: &[String]) -> JsValue {
-    items.iter().map(|s| str_js(s)).collect::<Array>().into()
-}
-
 fn sign_type_of(s: Option<String>) -> Result<Option<SignType>, JsValue> {
     s.map(|s| s.parse::<SignType>().map_err(core_error))
         .transpose()
@@ -339,13 +342,16 @@ pub fn decrypt_user_data(
     // The watermark's raw fields go to the core's one rule, which judges them exactly as
     // it judges serde_json's reading in the worker.
     let fields = watermark_of(&data);
-    let (appid, timestamp) = received_watermark(&fields);
+    let (appid, timestamp) = received_watermark(&fields, || watermark_timestamp(&data));
     crypt::judge_watermark(app_id, appid, timestamp).map_err(core_error)?;
     Ok(data)
 }
 
 /// The two fields [`watermark_of`] wrote, as [`crypt::Received`].
-fn received_watermark(fields: &str) -> (crypt::Received<'_>, crypt::Received<'_>) {
+fn received_watermark(
+    fields: &str,
+    timestamp: impl FnOnce() -> f64,
+) -> (crypt::Received<'_>, crypt::Received<'_>) {
     use crypt::Received;
     let (head, appid) = fields.split_once('\0').unwrap_or((fields, ""));
     let kind = |i: usize| head.as_bytes().get(i).copied();
@@ -355,12 +361,7 @@ fn received_watermark(fields: &str) -> (crypt::Received<'_>, crypt::Received<'_>
         _ => Received::Absent,
     };
     let received_timestamp = match kind(1) {
-        // String() of a double reads back as that double; a failure cannot happen, and
-        // would only get the timestamp refused.
-        Some(b'n') => head
-            .get(2..)
-            .and_then(|t| t.parse::<f64>().ok())
-            .map_or(Received::Other, Received::Number),
+        Some(b'n') => Received::Number(timestamp()),
         Some(b's' | b'o') => Received::Other,
         _ => Received::Absent,
     };
@@ -441,11 +442,17 @@ pub fn verify_payment_params(params: JsValue, app_id: &str, key: &str) -> Result
 #[wasm_bindgen(js_name = validateUnifiedOrder)]
 pub fn validate_unified_order(params: JsValue) -> Result<JsValue, JsValue> {
     let problems = pay::validate_unified_order(&params_of(&params, "params")?);
-    Ok(problems
-        .iter()
-        .map(|p| object([("field", str_js(&p.field)), ("problem", str_js(&p.problem))]))
-        .collect::<Array>()
-        .into())
+    let mut out = String::from("[");
+    for (i, p) in problems.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let mut j = Json::new();
+        j.str("field", &p.field).str("problem", &p.problem);
+        out.push_str(&j.finish());
+    }
+    out.push(']');
+    js_sys::JSON::parse(&out).map_err(|_| error("INTERNAL", "wxedge wrote invalid JSON"))
 }
 
 /// A random `nonce_str` of `[0-9A-Za-z]`, 32 characters by default (1–32).
@@ -486,51 +493,57 @@ pub fn explain_sign(
             unified_order_sign: unified.as_deref(),
         },
     );
-    let mistakes: Array = e
-        .mistakes
-        .iter()
-        .map(|m| {
-            object([
-                ("code", str_js(m.code())),
-                ("message", str_js(&m.to_string())),
-                ("detail", mistake_detail(m)),
-            ])
-        })
-        .collect();
-    Ok(object([
-        ("canonical", str_js(&e.canonical)),
-        ("stringToSign", str_js(&e.string_to_sign)),
-        ("signType", str_js(&e.sign_type)),
-        ("md5", str_js(&e.md5)),
-        ("hmacSha256", str_js(&e.hmac_sha256)),
-        ("expected", str_js(&e.expected)),
-        ("given", str_js(&e.given)),
-        ("matches", JsValue::from_bool(e.matches)),
-        ("mistakes", mistakes.into()),
-        ("hint", str_js(&e.hint)),
-    ]))
+    let mut mistakes = String::from("[");
+    for (i, m) in e.mistakes.iter().enumerate() {
+        if i > 0 {
+            mistakes.push(',');
+        }
+        let mut j = Json::new();
+        j.str("code", m.code())
+            .str("message", &m.to_string())
+            .raw("detail", &mistake_detail(m));
+        mistakes.push_str(&j.finish());
+    }
+    mistakes.push(']');
+    let mut j = Json::new();
+    j.str("canonical", &e.canonical)
+        .str("stringToSign", &e.string_to_sign)
+        .str("signType", &e.sign_type)
+        .str("md5", &e.md5)
+        .str("hmacSha256", &e.hmac_sha256)
+        .str("expected", &e.expected)
+        .str("given", &e.given)
+        .bool("matches", Some(e.matches))
+        .raw("mistakes", &mistakes)
+        .str("hint", &e.hint);
+    Ok(j.parse())
 }
 
-/// The specifics of a mistake, camelCase.
-fn mistake_detail(m: &Mistake) -> JsValue {
+/// The specifics of a mistake, camelCase, as a JSON object.
+fn mistake_detail(m: &Mistake) -> String {
+    let mut j = Json::new();
     match m {
         Mistake::OtherAlgorithm { used, expected } => {
-            object([("used", str_js(used)), ("expected", str_js(expected))])
+            j.str("used", used).str("expected", expected);
         }
-        Mistake::SignTypeLeftOut { key } => object([("key", str_js(key))]),
-        Mistake::SignTypeAdded { value } => object([("value", str_js(value))]),
+        Mistake::SignTypeLeftOut { key } => {
+            j.str("key", key);
+        }
+        Mistake::SignTypeAdded { value } => {
+            j.str("value", value);
+        }
         Mistake::EmptyValuesIncluded { keys } | Mistake::WhitespaceInValue { keys } => {
-            object([("keys", strings_js(keys))])
+            j.strings("keys", keys);
         }
         Mistake::KeyCasing {
             signed_as,
             expected,
-        } => object([
-            ("signedAs", str_js(signed_as)),
-            ("expected", str_js(expected)),
-        ]),
-        _ => object([]),
+        } => {
+            j.str("signedAs", signed_as).str("expected", expected);
+        }
+        _ => {}
     }
+    j.finish()
 }
 
 /// Parses and verifies a payment notify with the merchant's key and sign type (required,
@@ -599,12 +612,549 @@ pub fn notify_reply(ok: bool, reason: Option<String>) -> String {
     }
 }
 
+/// Why an APIv3 request got SIGN_ERROR: WeChat's `sign_information` against the message we
+/// signed. `ours`: `{method?, url?, timestamp?, nonceStr?, body?, message?, authorization?,
+/// certificateSerial?}` (the request's parts, or the exact `message` signed, and/or the
+/// `Authorization` header); `answer`: WeChat's response body. No RSA: nothing is signed.
+#[wasm_bindgen(js_name = explainV3)]
+pub fn explain_v3(ours: JsValue, answer: JsValue) -> Result<JsValue, JsValue> {
+    use wxedge_core::v3::api_error::SignInformation;
+    use wxedge_core::v3::explain::{Answer, Ours, Signed, SignedRequest};
+    if !ours.is_object() {
+        return Err(invalid(
+            "explainV3 takes {method, url, timestamp, nonceStr, body} or {message}, and/or {authorization}",
+        ));
+    }
+    let field = |k| string_field(&ours, k, false);
+    let bytes_field = |k: &str| -> Result<Option<Vec<u8>>, JsValue> {
+        let v = Reflect::get(&ours, &k.into()).unwrap_or(JsValue::UNDEFINED);
+        if v.is_undefined() || v.is_null() {
+            return Ok(None);
+        }
+        body_of(&v, k).map(Some)
+    };
+    let answer = body_of(&answer, "answer")?;
+    let (method, url, timestamp, nonce) = (
+        field("method")?,
+        field("url")?,
+        field("timestamp")?,
+        field("nonceStr")?,
+    );
+    let body = bytes_field("body")?.unwrap_or_default();
+    let message = bytes_field("message")?;
+    let (authorization, certificate_serial) =
+        (field("authorization")?, field("certificateSerial")?);
+    let parts = [&method, &url, &timestamp, &nonce];
+    let signed = match &message {
+        Some(m) => {
+            if parts.iter().any(|p| p.is_some()) {
+                return Err(invalid(
+                    "pass either message or the request's parts, not both",
+                ));
+            }
+            Some(Signed::Message(m))
+        }
+        None if parts.iter().all(|p| p.is_some()) => Some(Signed::Request(SignedRequest {
+            method: method.as_deref().unwrap_or_default(),
+            url: url.as_deref().unwrap_or_default(),
+            timestamp: timestamp.as_deref().unwrap_or_default(),
+            nonce_str: nonce.as_deref().unwrap_or_default(),
+            body: &body,
+        })),
+        None if parts.iter().any(|p| p.is_some()) => {
+            return Err(invalid(
+                "the request's parts are method, url, timestamp and nonceStr (and body): pass all four",
+            ));
+        }
+        None => None,
+    };
+    // The engine's JSON.parse reads WeChat's answer: no JSON parser in the wasm (size).
+    let text =
+        String::from_utf8(answer).map_err(|_| error("NOT_JSON", "the answer is not UTF-8"))?;
+    let parsed = js_sys::JSON::parse(&text)
+        .ok()
+        .filter(|v| v.is_object() && !Array::is_array(v))
+        .ok_or_else(|| error("NOT_JSON", "WeChat's answer is not its JSON error body"))?;
+    let get = |o: &JsValue, k: &str| Reflect::get(o, &k.into()).unwrap_or(JsValue::UNDEFINED);
+    let info = get(&get(&parsed, "detail"), "sign_information");
+    let sign_information = info.is_object().then(|| SignInformation {
+        method: get(&info, "method").as_string().unwrap_or_default(),
+        url: get(&info, "url").as_string().unwrap_or_default(),
+        sign_message_length: get(&info, "sign_message_length")
+            .as_f64()
+            .filter(|n| *n >= 0.0 && n.fract() == 0.0)
+            .map_or(0, |n| n as u64),
+        truncated_sign_message: get(&info, "truncated_sign_message")
+            .as_string()
+            .unwrap_or_default(),
+    });
+    let read = Answer {
+        code: get(&parsed, "code")
+            .as_string()
+            .ok_or_else(|| error("NOT_JSON", "WeChat's answer has no code"))?,
+        message: get(&parsed, "message").as_string().unwrap_or_default(),
+        sign_information,
+    };
+    let e = wxedge_core::v3::explain::explain_answer(
+        Ours {
+            signed,
+            authorization: authorization.as_deref(),
+            certificate_serial: certificate_serial.as_deref(),
+        },
+        &read,
+    )
+    .map_err(core_error)?;
+    let wechat = e.wechat.as_ref().map_or_else(
+        || "null".to_owned(),
+        |w| {
+            let mut j = Json::new();
+            j.str("method", &w.method)
+                .str("url", &w.url)
+                .num("signMessageLength", w.sign_message_length)
+                .str("truncatedSignMessage", &w.truncated_sign_message)
+                .opt_str("timestamp", w.timestamp.as_deref())
+                .opt_str("nonce", w.nonce.as_deref())
+                .bool("complete", Some(w.complete));
+            j.finish()
+        },
+    );
+    let mut mistakes = String::from("[");
+    for (i, m) in e.mistakes.iter().enumerate() {
+        if i > 0 {
+            mistakes.push(',');
+        }
+        let mut j = Json::new();
+        j.str("code", m.code()).str("message", &m.to_string());
+        mistake_v3_fields(m, &mut j);
+        mistakes.push_str(&j.finish());
+    }
+    mistakes.push(']');
+    let mut j = Json::new();
+    j.str("wechatMessage", &e.wechat_message)
+        .opt_str("ours", e.ours.as_deref())
+        .opt_num("oursLength", e.ours_length.map(|n| n as u64))
+        .raw("wechat", &wechat)
+        .bool("messageMatches", e.message_matches)
+        .raw("mistakes", &mistakes)
+        .str("hint", &e.hint);
+    Ok(j.parse())
+}
+
+/// The specifics of a v3 mistake, camelCase, beside its code and message.
+fn mistake_v3_fields(m: &MistakeV3, j: &mut Json) {
+    let len = |n: usize| n as u64;
+    match m {
+        MistakeV3::OtherRequest {
+            field,
+            header,
+            wechat,
+        } => {
+            j.str("field", field)
+                .str("header", header)
+                .str("wechat", wechat);
+        }
+        MistakeV3::MethodMismatch { signed, wechat }
+        | MistakeV3::FullUrlSigned { signed, wechat }
+        | MistakeV3::QueryDropped { signed, wechat }
+        | MistakeV3::UrlMismatch { signed, wechat } => {
+            j.str("signed", signed).str("wechat", wechat);
+        }
+        MistakeV3::TimestampMismatch { signed, sent }
+        | MistakeV3::NonceMismatch { signed, sent } => {
+            j.str("signed", signed).str("sent", sent);
+        }
+        MistakeV3::BodyMissing { wechat_length } => {
+            j.num("wechatLength", *wechat_length);
+        }
+        MistakeV3::BodyNotSent { signed_length } => {
+            j.num("signedLength", len(*signed_length));
+        }
+        MistakeV3::BodyReserialized {
+            how,
+            signed_length,
+            wechat_length,
+        } => {
+            j.str("how", how)
+                .num("signedLength", len(*signed_length))
+                .num("wechatLength", *wechat_length);
+        }
+        MistakeV3::BodyDiffers {
+            signed_length,
+            wechat_length,
+            first_difference,
+        } => {
+            j.num("signedLength", len(*signed_length))
+                .opt_num("wechatLength", *wechat_length)
+                .opt_num("firstDifference", first_difference.map(len));
+        }
+        MistakeV3::SerialMismatch {
+            sent,
+            expected,
+            wechat_says,
+        } => {
+            j.opt_str("sent", sent.as_deref())
+                .opt_str("expected", expected.as_deref())
+                .opt_str("wechatSays", wechat_says.as_deref());
+        }
+        MistakeV3::SignatureMalformed { decoded_length } => {
+            j.opt_num("decodedLength", decoded_length.map(len));
+        }
+        MistakeV3::KeyOrSignatureWrong { compared } => {
+            j.str("compared", compared);
+        }
+        MistakeV3::FinalNewlineMissing => {}
+    }
+}
+
 /// Every `err.code` this package can throw.
 #[wasm_bindgen(js_name = errorCodes)]
 pub fn error_codes() -> Vec<String> {
-    ALL_CODES
+    // The v3 codes the package's own v3 helpers can throw (verify, the request's
+    // authorization, WebCrypto's keys, AEAD), beside explainV3's.
+    const V3_HELPERS: &[&str] = &[
+        "V3_HEADER_MISSING",
+        "V3_BAD_TIMESTAMP",
+        "V3_TIMESTAMP_SKEW",
+        "V3_SIGN_PROBE",
+        "V3_UNKNOWN_SERIAL",
+        "V3_BAD_KEY",
+        "V3_RSA_FAILED",
+        "V3_BAD_NONCE_LENGTH",
+        "V3_DECRYPT_FAILED",
+    ];
+    let mut codes: Vec<&str> = ALL_CODES.to_vec();
+    for c in wxedge_core::v3::explain::CODES.iter().chain(V3_HELPERS) {
+        if !codes.contains(c) {
+            codes.push(c);
+        }
+    }
+    codes
         .iter()
         .chain(["INVALID_ARGUMENT", "INTERNAL"].iter())
         .map(|s| (*s).to_owned())
         .collect()
+}
+
+// APIv3. RSA is never done here: the package's `v3.js` signs and verifies with WebCrypto
+// (`crypto.subtle`) and calls these `_v3*` functions, internal to the package, for
+// everything else: the messages, the key chosen by serial, the clock window, the probe,
+// the header, and the verdict.
+
+/// A body or message given as a string or bytes.
+fn bytes_arg(value: &JsValue, what: &str) -> Result<Vec<u8>, JsValue> {
+    if value.is_undefined() || value.is_null() {
+        return Ok(Vec::new());
+    }
+    body_of(value, what)
+}
+
+fn bytes_js(b: &[u8]) -> JsValue {
+    js_sys::Uint8Array::from(b).into()
+}
+
+fn timestamp_of(options: &JsValue, key: &str) -> Result<i64, JsValue> {
+    let t = string_field(options, key, true)?.unwrap_or_default();
+    t.parse::<i64>()
+        .map_err(|_| invalid(format!("{key} must be Unix seconds")))
+}
+
+/// The request `options` describes (`{method, url, body?, timestamp, nonce}`, defaults
+/// already filled in by v3.js), with its body.
+fn with_request<R>(
+    options: &JsValue,
+    f: impl FnOnce(&wxedge_core::v3::authorization::Request<'_>) -> Result<R, JsValue>,
+) -> Result<R, JsValue> {
+    let req = |k| string_field(options, k, true).map(Option::unwrap_or_default);
+    let (method, url, nonce) = (req("method")?, req("url")?, req("nonce")?);
+    let timestamp = timestamp_of(options, "timestamp")?;
+    let body = bytes_arg(
+        &Reflect::get(options, &"body".into()).unwrap_or(JsValue::UNDEFINED),
+        "body",
+    )?;
+    f(&wxedge_core::v3::authorization::Request {
+        method: &method,
+        url: &url,
+        timestamp,
+        nonce_str: &nonce,
+        body: &body,
+    })
+}
+
+/// The message an APIv3 request's signature covers, as bytes; every field checked first,
+/// `mchid` and `serialNo` too (so nothing is signed that cannot become a header).
+#[wasm_bindgen(js_name = _v3RequestMessage)]
+pub fn v3_request_message(options: JsValue) -> Result<JsValue, JsValue> {
+    use wxedge_core::v3::authorization::Authorization;
+    let req = |k| string_field(&options, k, true).map(Option::unwrap_or_default);
+    let (mchid, serial) = (req("mchid")?, req("serialNo")?);
+    with_request(&options, |r| {
+        let message = r.message().map_err(core_error)?;
+        Authorization::new(&mchid, &serial, r, &[]).map_err(core_error)?;
+        Ok(bytes_js(&message))
+    })
+}
+
+/// The `Authorization` header for the request, given WebCrypto's signature of its message.
+#[wasm_bindgen(js_name = _v3RequestHeader)]
+pub fn v3_request_header(options: JsValue, signature: &[u8]) -> Result<String, JsValue> {
+    use wxedge_core::v3::authorization::Authorization;
+    let req = |k| string_field(&options, k, true).map(Option::unwrap_or_default);
+    let (mchid, serial) = (req("mchid")?, req("serialNo")?);
+    with_request(&options, |r| {
+        Ok(Authorization::new(&mchid, &serial, r, signature)
+            .map_err(core_error)?
+            .to_header_value())
+    })
+}
+
+/// Runs `f` on the core's [`WechatKeys::check`](wxedge_core::v3::verify::WechatKeys::check)
+/// of `options`: `{timestamp?, nonce?, signature?, serial?}` (the `Wechatpay-*` headers as
+/// found), `body`, `publicKeyId?`, `certificates` (serials), `now` (Unix seconds). Keys are
+/// held by name: the name is what v3.js finds its CryptoKey under.
+fn with_check<R>(
+    options: &JsValue,
+    f: impl FnOnce(
+        wxedge_core::v3::verify::Pending<'_, ()>,
+    ) -> Result<R, wxedge_core::v3::verify::VerifyError>,
+) -> Result<R, JsValue> {
+    use wxedge_core::v3::verify::{Headers, WechatKeys};
+    let field = |k| string_field(options, k, false);
+    let (timestamp, nonce, signature, serial) = (
+        field("timestamp")?,
+        field("nonce")?,
+        field("signature")?,
+        field("serial")?,
+    );
+    let body = bytes_arg(
+        &Reflect::get(options, &"body".into()).unwrap_or(JsValue::UNDEFINED),
+        "body",
+    )?;
+    let now = timestamp_of(options, "now")?;
+    let mut keys = WechatKeys::new();
+    if let Some(id) = field("publicKeyId")? {
+        keys = keys.with_public_key(&id, ()).map_err(core_error)?;
+    }
+    let certificates = Reflect::get(options, &"certificates".into()).unwrap_or(JsValue::UNDEFINED);
+    for serial in Array::from(&certificates).iter() {
+        let serial = serial
+            .as_string()
+            .ok_or_else(|| invalid("keys.platformCertificates must map serials to PEMs"))?;
+        keys = keys.with_certificate(&serial, ()).map_err(core_error)?;
+    }
+    let headers = Headers {
+        timestamp: timestamp.as_deref(),
+        nonce: nonce.as_deref(),
+        signature: signature.as_deref(),
+        serial: serial.as_deref(),
+    };
+    let pending = keys.check(&headers, &body, now).map_err(core_error)?;
+    f(pending).map_err(core_error)
+}
+
+/// Step one of verifying an answer or notify: `[serial, message, signature]` for
+/// WebCrypto to check, or the reason it must not be believed before any RSA.
+#[wasm_bindgen(js_name = _v3Check)]
+pub fn v3_check(options: JsValue) -> Result<JsValue, JsValue> {
+    with_check(&options, |p| {
+        Ok(Array::of3(
+            &str_js(p.serial),
+            &bytes_js(&p.message),
+            &bytes_js(&p.signature),
+        )
+        .into())
+    })
+}
+
+/// Step two: the same check concluded with WebCrypto's verdict. `[serial, timestamp,
+/// nonce]` of the verified message, or SIGN_MISMATCH.
+#[wasm_bindgen(js_name = _v3Conclude)]
+pub fn v3_conclude(options: JsValue, valid: bool) -> Result<JsValue, JsValue> {
+    with_check(&options, |p| {
+        let v = p.conclude(valid)?;
+        Ok(Array::of3(
+            &str_js(v.serial()),
+            &JsValue::from_f64(v.timestamp() as f64),
+            &str_js(v.nonce()),
+        )
+        .into())
+    })
+}
+
+/// A PEM key as WebCrypto imports it: `[format, der]`, format `pkcs8` or `spki`.
+#[wasm_bindgen(js_name = _v3KeyDer)]
+pub fn v3_key_der(pem: &str) -> Result<JsValue, JsValue> {
+    use wxedge_core::v3::rsa::{WebCryptoKey, webcrypto_key};
+    let (format, der) = match webcrypto_key(pem).map_err(core_error)? {
+        WebCryptoKey::Pkcs8(d) => ("pkcs8", d),
+        WebCryptoKey::Spki(d) => ("spki", d),
+    };
+    Ok(Array::of2(&str_js(format), &bytes_js(&der)).into())
+}
+
+/// The wx.requestPayment fields for `options` (`{appId, prepayId, timeStamp, nonceStr}`,
+/// defaults filled in by v3.js): without `signature`, the message `paySign` signs (bytes);
+/// with WebCrypto's signature of it, the fields.
+#[wasm_bindgen(js_name = _v3Payment)]
+pub fn v3_payment(options: JsValue, signature: Option<Vec<u8>>) -> Result<JsValue, JsValue> {
+    use wxedge_core::v3::jsapi;
+    let req = |k| string_field(&options, k, true).map(Option::unwrap_or_default);
+    let (app_id, prepay_id, nonce) = (req("appId")?, req("prepayId")?, req("nonceStr")?);
+    for (name, v) in [
+        ("appId", &app_id),
+        ("prepayId", &prepay_id),
+        ("nonceStr", &nonce),
+    ] {
+        if v.is_empty() {
+            return Err(invalid(format!("{name} is empty")));
+        }
+    }
+    let time_stamp = timestamp_of(&options, "timeStamp")?;
+    if time_stamp < 0 {
+        return Err(invalid("timeStamp must be Unix seconds"));
+    }
+    let Some(signature) = signature else {
+        let package = format!("prepay_id={prepay_id}");
+        let m = jsapi::payment_message(&app_id, &time_stamp.to_string(), &nonce, &package);
+        return Ok(bytes_js(&m));
+    };
+    let p = jsapi::payment_params(&app_id, &prepay_id, time_stamp, &nonce, &signature);
+    let mut j = Json::new();
+    j.str("appId", &p.app_id)
+        .str("timeStamp", &p.time_stamp)
+        .str("nonceStr", &p.nonce_str)
+        .str("package", &p.package)
+        .str("signType", &p.sign_type)
+        .str("paySign", &p.pay_sign);
+    Ok(j.parse())
+}
+
+/// A notify's `resource` decrypted (AEAD_AES_256_GCM under the 32-byte APIv3 key), as text.
+/// `{apiV3Key, nonce, associatedData?, ciphertext}`.
+#[wasm_bindgen(js_name = v3Decrypt)]
+pub fn v3_decrypt(options: JsValue) -> Result<String, JsValue> {
+    use wxedge_core::v3::aead::{self, ApiV3Key};
+    if !options.is_object() {
+        return Err(invalid(
+            "v3Decrypt takes {apiV3Key, nonce, associatedData, ciphertext}",
+        ));
+    }
+    let req = |k| string_field(&options, k, true).map(Option::unwrap_or_default);
+    let (key, nonce, ciphertext) = (req("apiV3Key")?, req("nonce")?, req("ciphertext")?);
+    let aad = string_field(&options, "associatedData", false)?.unwrap_or_default();
+    let key = ApiV3Key::new(&key).map_err(core_error)?;
+    let plain = aead::decrypt(&key, &nonce, &aad, &ciphertext).map_err(core_error)?;
+    String::from_utf8(plain)
+        .map_err(|_| error("NOT_JSON", "the decrypted resource is not UTF-8 text"))
+}
+
+/// A JSON object written by hand and read by the engine's `JSON.parse`: one crossing for
+/// a whole result, and no serde in the wasm (size).
+struct Json(String);
+
+impl Json {
+    fn new() -> Json {
+        Json(String::from("{"))
+    }
+
+    fn key(&mut self, k: &str) -> &mut Json {
+        if !matches!(self.0.as_bytes().last(), Some(b'{' | b'[')) {
+            self.0.push(',');
+        }
+        json_string(&mut self.0, k);
+        self.0.push(':');
+        self
+    }
+
+    fn str(&mut self, k: &str, v: &str) -> &mut Json {
+        self.key(k);
+        json_string(&mut self.0, v);
+        self
+    }
+
+    fn opt_str(&mut self, k: &str, v: Option<&str>) -> &mut Json {
+        match v {
+            Some(v) => self.str(k, v),
+            None => self.raw(k, "null"),
+        }
+    }
+
+    fn num(&mut self, k: &str, n: u64) -> &mut Json {
+        self.raw(k, &n.to_string())
+    }
+
+    fn opt_num(&mut self, k: &str, n: Option<u64>) -> &mut Json {
+        match n {
+            Some(n) => self.num(k, n),
+            None => self.raw(k, "null"),
+        }
+    }
+
+    fn bool(&mut self, k: &str, b: Option<bool>) -> &mut Json {
+        self.raw(
+            k,
+            match b {
+                Some(true) => "true",
+                Some(false) => "false",
+                None => "null",
+            },
+        )
+    }
+
+    /// `v` is JSON already (a nested object, an array, null).
+    fn raw(&mut self, k: &str, v: &str) -> &mut Json {
+        self.key(k);
+        self.0.push_str(v);
+        self
+    }
+
+    fn strings(&mut self, k: &str, items: &[String]) -> &mut Json {
+        self.key(k);
+        self.0.push('[');
+        for (i, s) in items.iter().enumerate() {
+            if i > 0 {
+                self.0.push(',');
+            }
+            json_string(&mut self.0, s);
+        }
+        self.0.push(']');
+        self
+    }
+
+    fn finish(mut self) -> String {
+        self.0.push('}');
+        self.0
+    }
+
+    fn parse(self) -> JsValue {
+        // Our own output is valid JSON; a failure would be a bug, reported as INTERNAL.
+        js_sys::JSON::parse(&self.finish())
+            .unwrap_or_else(|_| error("INTERNAL", "wxedge wrote invalid JSON"))
+    }
+}
+
+/// `s` as a JSON string literal.
+fn json_string(out: &mut String, s: &str) {
+    out.push('"');
+    let mut start = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let esc: &str = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            0..=0x1f => "",
+            _ => continue,
+        };
+        out.push_str(&s[start..i]);
+        if esc.is_empty() {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.push_str("\\u00");
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 15)]));
+        } else {
+            out.push_str(esc);
+        }
+        start = i + 1;
+    }
+    out.push_str(&s[start..]);
+    out.push('"');
 }

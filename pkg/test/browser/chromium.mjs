@@ -1,6 +1,6 @@
 // The package in real headless Chromium (Debian's, driven by playwright-core): a page loads
 // it (as a plain ES module, and bundled by esbuild), runs init(), decrypts the official
-// vector and signs the doc example.
+// vector, signs the doc example, and runs the APIv3 cases (v3_cases.mjs) on its WebCrypto.
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 import { build } from 'esbuild';
 import { DOC } from '../vectors.mjs';
+import { cases } from '../v3_cases.mjs';
 
 const pkg = fileURLToPath(new URL('../..', import.meta.url));
 const here = fileURLToPath(new URL('.', import.meta.url));
@@ -62,6 +63,8 @@ function check(r) {
   assert.equal(r.roundTrip, '学费 😀 ]]>');
   assert.match(r.nonce, /^[0-9A-Za-z]{32}$/);
   assert.equal(r.errorCode, 'XML_DOCTYPE');
+  assert.deepEqual(r.v3.failures, []);
+  assert.equal(r.v3.passed, cases.length);
 }
 
 test('wxedge works in headless Chromium as a plain ES module', async () => {

@@ -1,5 +1,6 @@
 // What the browser tests run in the page, whichever way the package was loaded.
 import { DEMO, DOC } from '../vectors.mjs';
+import { runCases } from '../v3_cases.mjs';
 
 export async function run(wx) {
   const results = {};
@@ -18,6 +19,8 @@ export async function run(wx) {
     } catch (e) {
       results.errorCode = e.code;
     }
+    // APIv3: the same cases as in Node, with this engine's WebCrypto.
+    results.v3 = await runCases(wx);
     results.userAgent = navigator.userAgent;
   } catch (e) {
     results.failure = `${e.code ?? ''} ${e.message}\n${e.stack}`;

@@ -140,3 +140,26 @@ pub mod native {
         pem::serial_hex(&der)
     }
 }
+
+/// A PEM key in the form WebCrypto's `importKey` takes (the npm package holds RSA keys in
+/// `crypto.subtle`, which reads PKCS#8 and SPKI, but neither certificates nor PKCS#1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WebCryptoKey {
+    /// For `importKey('pkcs8', …)`: a private key (`BEGIN PRIVATE KEY`, or a PKCS#1
+    /// `BEGIN RSA PRIVATE KEY` wrapped as PKCS#8).
+    Pkcs8(Vec<u8>),
+    /// For `importKey('spki', …)`: `BEGIN PUBLIC KEY` (the 微信支付公钥), a PKCS#1 `BEGIN RSA
+    /// PUBLIC KEY` wrapped, or the key of a `BEGIN CERTIFICATE` (a platform certificate).
+    Spki(Vec<u8>),
+}
+
+/// Reads a PEM key for WebCrypto (see [`WebCryptoKey`]); the framing is
+/// [`crate::v3::pem`]'s, the same the Worker imports its keys with.
+pub fn webcrypto_key(pem: &str) -> Result<WebCryptoKey, RsaError> {
+    let (label, _) = crate::v3::pem::decode(pem)?;
+    if label.contains("PRIVATE KEY") {
+        crate::v3::pem::private_key_pkcs8(pem).map(WebCryptoKey::Pkcs8)
+    } else {
+        crate::v3::pem::public_key_spki(pem).map(WebCryptoKey::Spki)
+    }
+}
