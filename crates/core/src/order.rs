@@ -51,6 +51,9 @@ pub struct OrderRow {
     pub attention_note: Option<String>,
     #[serde(default)]
     pub reconcile_note: Option<String>,
+    /// Σ of the order's refunds that hold money (never above `total_fee` by our own).
+    #[serde(default)]
+    pub refunded_fen: Fen,
 }
 
 fn from_str<'de, D: Deserializer<'de>, T: FromStr>(d: D) -> Result<T, D::Error>

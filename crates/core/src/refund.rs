@@ -136,3 +136,99 @@ mod tests {
         );
     }
 }
+
+/// Who made a refund.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RefundSource {
+    /// Requested through wxedge (`POST /merchant/refunds`).
+    Api,
+    /// Made by hand in the merchant platform; learned from WeChat's notify.
+    ByHand,
+}
+
+impl RefundSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefundSource::Api => "API",
+            RefundSource::ByHand => "BY_HAND",
+        }
+    }
+}
+
+impl FromStr for RefundSource {
+    type Err = UnknownRefundStatus;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "API" => Ok(RefundSource::Api),
+            "BY_HAND" => Ok(RefundSource::ByHand),
+            other => Err(UnknownRefundStatus(other.to_owned())),
+        }
+    }
+}
+
+/// A refund row, as [`crate::store::REFUND_JSON`] hands it over.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct RefundRow {
+    pub out_refund_no: String,
+    pub out_trade_no: String,
+    pub merchant_id: String,
+    pub amount_fen: crate::Fen,
+    pub reason: Option<String>,
+    #[serde(deserialize_with = "parse_field")]
+    pub status: RefundStatus,
+    #[serde(deserialize_with = "parse_field")]
+    pub source: RefundSource,
+    pub refund_id: Option<String>,
+    pub version: u64,
+    pub idempotency_key: Option<String>,
+    pub request_sha256: Option<String>,
+    pub failure: Option<String>,
+    pub created_ms: u64,
+    pub updated_ms: u64,
+    pub success_ms: Option<u64>,
+    pub next_check_ms: Option<u64>,
+    #[serde(default)]
+    pub checks: u32,
+}
+
+fn parse_field<'de, D: serde::Deserializer<'de>, T: FromStr>(d: D) -> Result<T, D::Error>
+where
+    T::Err: fmt::Display,
+{
+    let s = <String as serde::Deserialize>::deserialize(d)?;
+    s.parse().map_err(serde::de::Error::custom)
+}
+
+impl RefundRow {
+    pub fn from_json(text: &str) -> Result<RefundRow, crate::order::RowError> {
+        serde_json::from_str(text).map_err(|e| crate::order::RowError(e.to_string()))
+    }
+
+    pub fn list_from_json(text: &str) -> Result<Vec<RefundRow>, crate::order::RowError> {
+        serde_json::from_str(text).map_err(|e| crate::order::RowError(e.to_string()))
+    }
+
+    /// The guard for a write decided on this row.
+    pub fn seen(&self) -> RefundSeen {
+        RefundSeen {
+            out_refund_no: self.out_refund_no.clone(),
+            out_trade_no: self.out_trade_no.clone(),
+            merchant_id: self.merchant_id.clone(),
+            amount: self.amount_fen,
+            status: self.status,
+            version: self.version,
+        }
+    }
+}
+
+/// What a refund write is guarded by (and what a release must give back).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefundSeen {
+    pub out_refund_no: String,
+    pub out_trade_no: String,
+    pub merchant_id: String,
+    pub amount: crate::Fen,
+    pub status: RefundStatus,
+    pub version: u64,
+}

@@ -12,6 +12,7 @@ use thiserror::Error;
 use crate::Fen;
 use crate::ledger::OrderStatus;
 use crate::order::{Attention, PaidVia, Seen};
+use crate::refund::{RefundSeen, RefundSource, RefundStatus};
 
 /// A bind value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,6 +100,11 @@ pub enum StoreError {
     Forbidden { from: OrderStatus, to: OrderStatus },
     #[error("a batch may hold one guarded write, first")]
     Shape,
+    #[error("the refund machine does not allow {from} → {to}")]
+    RefundForbidden {
+        from: RefundStatus,
+        to: RefundStatus,
+    },
 }
 
 /// A new order, CREATED, for an existing merchant.
@@ -141,6 +147,7 @@ impl NewOrder {
             attention: None,
             attention_note: None,
             reconcile_note: None,
+            refunded_fen: Fen::ZERO,
         }
     }
 }
@@ -189,6 +196,10 @@ pub enum Verdict {
     PaymentFailed,
     /// Verified, but contradicts what we hold (a second transaction): marked for an operator.
     Conflict,
+    /// A refund notify that moved one of our refunds.
+    RefundApplied,
+    /// A refund notify for a refund made outside wxedge (by hand): recorded as a refund.
+    RefundRecorded,
 }
 
 impl Verdict {
@@ -200,6 +211,8 @@ impl Verdict {
             Verdict::UnknownOrder => "UNKNOWN_ORDER",
             Verdict::PaymentFailed => "PAYMENT_FAILED",
             Verdict::Conflict => "CONFLICT",
+            Verdict::RefundApplied => "REFUND_APPLIED",
+            Verdict::RefundRecorded => "REFUND_RECORDED",
         }
     }
 }
@@ -230,6 +243,21 @@ pub enum Write {
         now_ms: u64,
     },
     Notification(NotificationRecord),
+    /// A new refund of `order`: its amount reserved on the order (guarded by the order's
+    /// status and version; `bounded`: only while the order's refunds stay within its fee)
+    /// and taken from the merchant with a REFUND entry, when the refund holds money.
+    CreateRefund {
+        order: Seen,
+        refund: NewRefund,
+        bounded: bool,
+    },
+    /// A refund's move, applied only while it is as `seen`; one that stops holding money
+    /// gives it back (the order's `refunded_fen`, a REFUND_RETURNED entry).
+    Refund {
+        seen: RefundSeen,
+        change: RefundChange,
+        now_ms: u64,
+    },
 }
 
 impl Write {
@@ -237,6 +265,42 @@ impl Write {
         !matches!(self, Write::Notification(_))
     }
 }
+
+/// A refund to record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRefund {
+    pub out_refund_no: String,
+    pub out_trade_no: String,
+    pub merchant_id: String,
+    pub amount: Fen,
+    pub reason: Option<String>,
+    pub status: RefundStatus,
+    pub source: RefundSource,
+    pub refund_id: Option<String>,
+    pub idempotency_key: Option<String>,
+    pub request_sha256: Option<String>,
+    pub now_ms: u64,
+    pub success_ms: Option<u64>,
+    /// When the reconciler asks WeChat about it (None: final).
+    pub next_check_ms: Option<u64>,
+}
+
+/// What a refund becomes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefundChange {
+    pub status: RefundStatus,
+    pub refund_id: Option<String>,
+    pub failure: Option<String>,
+    pub success_ms: Option<u64>,
+    /// When the reconciler looks next (None: final, or no change to the queue).
+    pub next_check_ms: Option<u64>,
+    /// A look that settled nothing: counts for the backoff.
+    pub counted: bool,
+}
+
+/// The kinds of ledger entry (names are constants, never input).
+pub const ENTRY_REFUND: &str = "REFUND";
+pub const ENTRY_REFUND_RETURNED: &str = "REFUND_RETURNED";
 
 /// The columns of an order row as one JSON object built by SQLite: a single value
 /// crosses from storage, and [`crate::order::OrderRow::from_json`] reads it.
@@ -247,7 +311,7 @@ pub const ORDER_JSON: &str = "json_object('out_trade_no', out_trade_no, 'openid'
      'paid_ms', paid_ms, 'paid_via', paid_via, 'failure', failure, \
      'withdrawal_id', withdrawal_id, 'created_ms', created_ms, 'updated_ms', updated_ms, \
      'next_check_ms', next_check_ms, 'checks', checks, 'attention', attention, \
-     'attention_note', attention_note, 'reconcile_note', reconcile_note)";
+     'attention_note', attention_note, 'reconcile_note', reconcile_note, 'refunded_fen', refunded_fen)";
 
 /// `'A', 'B'` for an SQL `IN (…)`, from the enum (the names are constants, never input).
 pub fn status_list(statuses: &[OrderStatus]) -> String {
@@ -409,6 +473,154 @@ fn notification(n: &NotificationRecord, dependent: bool) -> Statement {
     )
 }
 
+fn create_refund(order: &Seen, r: &NewRefund, bounded: bool) -> Result<Vec<Statement>, StoreError> {
+    if !order.status.is_paid() {
+        return Err(StoreError::Forbidden {
+            from: order.status,
+            to: order.status,
+        });
+    }
+    let insert = |condition: &str| {
+        Statement::new(
+            format!(
+                "INSERT INTO refunds (out_refund_no, out_trade_no, merchant_id, amount_fen, reason, status, source,
+                   refund_id, version, idempotency_key, request_sha256, created_ms, updated_ms, success_ms, next_check_ms)
+                 SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9, ?10, ?11, ?11, ?12, ?13{condition}"
+            ),
+            vec![
+                r.out_refund_no.as_str().into(),
+                r.out_trade_no.as_str().into(),
+                r.merchant_id.as_str().into(),
+                r.amount.into(),
+                r.reason.clone().into(),
+                r.status.as_str().into(),
+                r.source.as_str().into(),
+                r.refund_id.clone().into(),
+                r.idempotency_key.clone().into(),
+                r.request_sha256.clone().into(),
+                SqlArg::Int(r.now_ms),
+                r.success_ms.map(SqlArg::Int).unwrap_or(SqlArg::Null),
+                r.next_check_ms.map(SqlArg::Int).unwrap_or(SqlArg::Null),
+            ],
+        )
+    };
+    if !r.status.holds() {
+        // Learned already ended (a refund made by hand and closed): nothing to reserve.
+        return Ok(vec![insert("")]);
+    }
+    let bound = if bounded {
+        " AND refunded_fen + ?4 <= total_fee"
+    } else {
+        ""
+    };
+    Ok(vec![
+        Statement::new(
+            format!(
+                "UPDATE orders SET refunded_fen = refunded_fen + ?4, updated_ms = ?5, version = version + 1
+                 WHERE out_trade_no = ?1 AND status = ?2 AND version = ?3{bound}"
+            ),
+            vec![
+                order.out_trade_no.as_str().into(),
+                order.status.as_str().into(),
+                SqlArg::Int(order.version),
+                r.amount.into(),
+                SqlArg::Int(r.now_ms),
+            ],
+        ),
+        insert(" WHERE changes() = 1"),
+        entry(ENTRY_REFUND, true, &r.merchant_id, r.amount, &r.out_refund_no, &r.out_trade_no, r.now_ms),
+    ])
+}
+
+/// A ledger entry of `amount` (taken when `negative`), recorded only if the statement
+/// before it changed one row.
+fn entry(
+    kind: &str,
+    negative: bool,
+    merchant_id: &str,
+    amount: Fen,
+    out_refund_no: &str,
+    out_trade_no: &str,
+    now_ms: u64,
+) -> Statement {
+    let signed = if negative { "0 - ?3" } else { "?3" };
+    Statement::new(
+        format!(
+            "INSERT INTO ledger_entries (merchant_id, kind, amount_fen, out_refund_no, out_trade_no, created_ms)
+             SELECT ?1, ?2, {signed}, ?4, ?5, ?6 WHERE changes() = 1"
+        ),
+        vec![
+            merchant_id.into(),
+            kind.into(),
+            amount.into(),
+            out_refund_no.into(),
+            out_trade_no.into(),
+            SqlArg::Int(now_ms),
+        ],
+    )
+}
+
+fn refund_write(
+    seen: &RefundSeen,
+    c: &RefundChange,
+    now: u64,
+) -> Result<Vec<Statement>, StoreError> {
+    let moves = c.status != seen.status;
+    if moves && !seen.status.can_become(c.status) {
+        return Err(StoreError::RefundForbidden {
+            from: seen.status,
+            to: c.status,
+        });
+    }
+    let checks = if c.counted {
+        "checks + 1"
+    } else if moves {
+        "0"
+    } else {
+        "checks"
+    };
+    let mut out = vec![Statement::new(
+        format!(
+            "UPDATE refunds SET status = ?4, refund_id = COALESCE(?5, refund_id), failure = COALESCE(?6, failure),
+               success_ms = COALESCE(?7, success_ms), next_check_ms = ?8, checks = {checks},
+               updated_ms = ?9, version = version + 1
+             WHERE out_refund_no = ?1 AND status = ?2 AND version = ?3"
+        ),
+        vec![
+            seen.out_refund_no.as_str().into(),
+            seen.status.as_str().into(),
+            SqlArg::Int(seen.version),
+            c.status.as_str().into(),
+            c.refund_id.clone().into(),
+            c.failure.clone().into(),
+            c.success_ms.map(SqlArg::Int).unwrap_or(SqlArg::Null),
+            c.next_check_ms.map(SqlArg::Int).unwrap_or(SqlArg::Null),
+            SqlArg::Int(now),
+        ],
+    )];
+    if seen.status.holds() && !c.status.holds() {
+        out.push(Statement::new(
+            "UPDATE orders SET refunded_fen = refunded_fen - ?2, updated_ms = ?3, version = version + 1
+             WHERE out_trade_no = ?1 AND changes() = 1",
+            vec![
+                seen.out_trade_no.as_str().into(),
+                seen.amount.into(),
+                SqlArg::Int(now),
+            ],
+        ));
+        out.push(entry(
+            ENTRY_REFUND_RETURNED,
+            false,
+            &seen.merchant_id,
+            seen.amount,
+            &seen.out_refund_no,
+            &seen.out_trade_no,
+            now,
+        ));
+    }
+    Ok(out)
+}
+
 /// The batch for a decision's writes: at most one guarded write, first; a notification
 /// after it is recorded only if the guard held.
 pub fn batch(writes: &[Write]) -> Result<Batch, StoreError> {
@@ -420,18 +632,28 @@ pub fn batch(writes: &[Write]) -> Result<Batch, StoreError> {
         [0] => Some(0),
         _ => return Err(StoreError::Shape),
     };
-    let statements = writes
-        .iter()
-        .map(|w| match w {
-            Write::CreateOrder(o) => Ok(create_order(o)),
+    let mut statements = Vec::with_capacity(writes.len() + 2);
+    for w in writes {
+        match w {
+            Write::CreateOrder(o) => statements.push(create_order(o)),
             Write::Order {
                 seen,
                 change,
                 now_ms,
-            } => order_write(seen, change, *now_ms),
-            Write::Notification(n) => Ok(notification(n, guard.is_some())),
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+            } => statements.push(order_write(seen, change, *now_ms)?),
+            Write::Notification(n) => statements.push(notification(n, guard.is_some())),
+            Write::CreateRefund {
+                order,
+                refund,
+                bounded,
+            } => statements.extend(create_refund(order, refund, *bounded)?),
+            Write::Refund {
+                seen,
+                change,
+                now_ms,
+            } => statements.extend(refund_write(seen, change, *now_ms)?),
+        }
+    }
     Ok(Batch { statements, guard })
 }
 
@@ -655,6 +877,71 @@ pub fn attention_page(before_id: u64, limit: u64) -> Statement {
                 WHERE attention IS NOT NULL AND id < ?1 ORDER BY id DESC LIMIT ?2)"
         ),
         vec![SqlArg::Int(before_id), SqlArg::Int(limit)],
+    )
+}
+
+/// The columns of a refund row as one JSON object ([`crate::refund::RefundRow`] reads it).
+pub const REFUND_JSON: &str = "json_object('out_refund_no', out_refund_no, 'out_trade_no', out_trade_no, \
+     'merchant_id', merchant_id, 'amount_fen', amount_fen, 'reason', reason, 'status', status, \
+     'source', source, 'refund_id', refund_id, 'version', version, 'idempotency_key', idempotency_key, \
+     'request_sha256', request_sha256, 'failure', failure, 'created_ms', created_ms, \
+     'updated_ms', updated_ms, 'success_ms', success_ms, 'next_check_ms', next_check_ms, 'checks', checks)";
+
+/// The refund `out_refund_no`, in column `j`.
+pub fn refund_by_no(out_refund_no: &str) -> Statement {
+    Statement::new(
+        format!("SELECT {REFUND_JSON} AS j FROM refunds WHERE out_refund_no = ?1"),
+        vec![out_refund_no.into()],
+    )
+}
+
+/// The refund a merchant's `Idempotency-Key` made, in column `j`.
+pub fn refund_by_key(merchant_id: &str, key: &str) -> Statement {
+    Statement::new(
+        format!(
+            "SELECT {REFUND_JSON} AS j FROM refunds WHERE merchant_id = ?1 AND idempotency_key = ?2"
+        ),
+        vec![merchant_id.into(), key.into()],
+    )
+}
+
+/// An order's refunds, oldest first, as a JSON array in column `j`.
+pub fn refunds_of_order(out_trade_no: &str) -> Statement {
+    Statement::new(
+        format!(
+            "SELECT COALESCE(json_group_array(json(j)), '[]') AS j FROM
+               (SELECT {REFUND_JSON} AS j FROM refunds WHERE out_trade_no = ?1 ORDER BY id)"
+        ),
+        vec![out_trade_no.into()],
+    )
+}
+
+/// A merchant's refunds, newest first, as a JSON array in column `j`, and the smallest
+/// row id in `last` (the next page's cursor).
+pub fn refunds_page(merchant_id: &str, before_id: u64, limit: u64) -> Statement {
+    Statement::new(
+        format!(
+            "SELECT COALESCE(json_group_array(json(j)), '[]') AS j, MIN(id) AS last FROM
+               (SELECT id, {REFUND_JSON} AS j FROM refunds WHERE merchant_id = ?1 AND id < ?2
+                ORDER BY id DESC LIMIT ?3)"
+        ),
+        vec![
+            merchant_id.into(),
+            SqlArg::Int(before_id),
+            SqlArg::Int(limit),
+        ],
+    )
+}
+
+/// Refunds the reconciler should ask WeChat about, soonest due first.
+pub fn due_refunds(now_ms: u64, limit: u64) -> Statement {
+    Statement::new(
+        format!(
+            "SELECT COALESCE(json_group_array(json(j)), '[]') AS j FROM
+               (SELECT {REFUND_JSON} AS j FROM refunds WHERE next_check_ms IS NOT NULL AND next_check_ms <= ?1
+                ORDER BY next_check_ms LIMIT ?2)"
+        ),
+        vec![SqlArg::Int(now_ms), SqlArg::Int(limit)],
     )
 }
 

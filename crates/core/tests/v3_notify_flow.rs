@@ -125,6 +125,7 @@ fn order(status: OrderStatus, tx: Option<&str>) -> OrderRow {
         attention: None,
         attention_note: None,
         reconcile_note: None,
+        refunded_fen: Fen::ZERO,
     }
 }
 

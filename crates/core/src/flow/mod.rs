@@ -13,6 +13,7 @@
 //! | [`pay`] | a new order, reusing a prepay_id, a retry; what unifiedorder's answer means |
 //! | [`notify`] | what to keep of a notify, its verdict, the credit, the reply to WeChat |
 //! | [`reconcile`] | one order's step: orderquery's answer, closeorder's, when to look again |
+//! | [`refund`] | a refund request (the money taken at once), WeChat's answer, the query, a refund notify (also one made by hand) |
 //! | [`withdraw`] | a withdrawal's claim batch, an idempotent replay, the answer |
 //! | [`attention`] | an operator clearing an order's mark once dealt with |
 
@@ -20,6 +21,7 @@ pub mod attention;
 pub mod notify;
 pub mod pay;
 pub mod reconcile;
+pub mod refund;
 pub mod withdraw;
 
 use crate::store::{self, Batch, StoreError, Write};

@@ -46,6 +46,16 @@ impl Reply {
         }
     }
 
+    /// The acknowledgement: WeChat stops retrying.
+    pub fn ok() -> Self {
+        Reply::success()
+    }
+
+    /// A failure WeChat retries, with its HTTP status and reason.
+    pub fn fail_with(status: u16, reason: &str) -> Self {
+        Reply::fail(status, reason)
+    }
+
     /// Whether this reply stops WeChat's retries.
     pub fn is_success(&self) -> bool {
         notify::is_success_reply(self.body.as_bytes())
@@ -205,7 +215,7 @@ pub fn read_v3(
     ))
 }
 
-fn sha256_hex(body: &[u8]) -> String {
+pub(crate) fn sha256_hex(body: &[u8]) -> String {
     Sha256::digest(body)
         .iter()
         .map(|b| format!("{b:02x}"))

@@ -15,6 +15,7 @@
 //! | [`rsa`] | the RSA seam: [`rsa::RsaSigner`] / [`rsa::RsaVerifier`], and the `ring` impl |
 //! | [`aead`] | `AEAD_AES_256_GCM` resource decrypt (and encrypt, for wxsim) |
 //! | [`notify`] | the notify envelope, the decrypted transaction → `Notify`, the replies |
+//! | [`refund`] | domestic refunds: request, answer/query, REFUND.* notifies (both sides) |
 //! | [`jsapi`] | JSAPI prepay, wx.requestPayment (RSA), query and close by out_trade_no |
 //! | [`api_error`] | WeChat's `{code, message, detail}` error answers, typed |
 //! | [`explain`] | a SIGN_ERROR's `sign_information` against the message we signed: the mistake named |
@@ -29,6 +30,7 @@ pub mod explain;
 pub mod jsapi;
 pub mod notify;
 pub mod pem;
+pub mod refund;
 pub mod rsa;
 pub mod verify;
 
