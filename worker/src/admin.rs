@@ -131,7 +131,9 @@ pub async fn audit(req: Request, env: &Env) -> ApiResult<Response> {
             json!({
                 "merchant_id": t.merchant_id,
                 "paid_fen": t.paid,
-                "available_fen": t.available,
+                // What the next withdrawal would take (below zero: refunds owed, a debt).
+                "available_fen": i64::try_from(t.balance()).unwrap_or(i64::MIN),
+                "refunded_fen": t.refunds_held,
                 "withdrawn_fen": t.withdrawn(),
                 "withdrawals": t.withdrawals.len(),
                 "ok": found.is_empty(),

@@ -251,9 +251,11 @@ impl Config {
                 PayApi::V2 => required(env, "WECHAT_PAY_KEY")?,
                 PayApi::V3 => var(env, "WECHAT_PAY_KEY").unwrap_or_default(),
             },
+            // A v2 deployment may hold APIv3's credentials too: refunds go through APIv3
+            // (it refunds orders paid through v2 as well).
             v3: match pay_api {
-                PayApi::V2 => None,
-                PayApi::V3 => Some(V3::read(env)?),
+                PayApi::V2 if var(env, "WECHAT_PAY_V3_PRIVATE_KEY").is_none() => None,
+                _ => Some(V3::read(env)?),
             },
             sign_type,
             api_base: var(env, "WECHAT_API_BASE")
@@ -343,6 +345,15 @@ impl Config {
     /// Where WeChat POSTs the notify: `PUBLIC_BASE_URL` + `/notify/`.
     pub fn notify_url(&self) -> String {
         format!("{}/notify/", self.public_base_url.trim_end_matches('/'))
+    }
+
+    /// The refund rules this deployment runs: the reconciler's grace and backoff.
+    pub fn refund_policy(&self) -> wxedge_core::flow::refund::Policy {
+        wxedge_core::flow::refund::Policy {
+            grace_ms: self.reconcile.grace_ms,
+            backoff_min_ms: self.reconcile.backoff_min_ms,
+            backoff_max_ms: self.reconcile.backoff_max_ms,
+        }
     }
 
     /// The v3 credentials; `PAY_API=v3` guarantees them.

@@ -67,7 +67,7 @@ pub async fn balance(req: Request, env: &Env) -> ApiResult<Response> {
 }
 
 /// The merchant's `Idempotency-Key`, if any: 1–128 visible ASCII characters.
-fn idempotency_key(req: &Request) -> ApiResult<Option<String>> {
+pub fn idempotency_key(req: &Request) -> ApiResult<Option<String>> {
     let Some(k) = req.headers().get("Idempotency-Key")? else {
         return Ok(None);
     };

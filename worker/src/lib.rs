@@ -13,6 +13,7 @@
 //! | [`notify`] | `POST /notify/` |
 //! | [`health`] | `GET /healthz` |
 //! | [`ledger`] | `GET /merchant/balance`, `/merchant/withdrawals` (POST, GET, GET by id) |
+//! | [`refunds`] | `/merchant/refunds` (POST, GET, GET by out_refund_no) |
 //! | [`admin`] | `/admin/merchants`, `/admin/orders`, `/admin/attention`, `/admin/ledger`, `/admin/reconcile` |
 //! | [`reconcile`] | the cron: open orders past their grace period, asked with orderquery |
 //!
@@ -34,6 +35,7 @@ pub mod notify;
 pub mod orders;
 pub mod pay;
 pub mod reconcile;
+pub mod refunds;
 pub mod session;
 pub mod v3;
 pub mod webcrypto;
@@ -117,6 +119,19 @@ async fn dispatch(req: Request, env: &Env, route: &str) -> ApiResult<Response> {
             allow(Method::Get, "GET")?;
             ledger::balance(req, env).await
         }
+        "/merchant/refunds" => match req.method() {
+            Method::Post => refunds::create(req, env).await,
+            Method::Get => refunds::list(req, env).await,
+            m => Err(ApiError::method_not_allowed(format!(
+                "/merchant/refunds takes POST or GET, not {}",
+                m.as_ref()
+            ))),
+        },
+        r if r.starts_with("/merchant/refunds/") => {
+            allow(Method::Get, "GET")?;
+            let no = r.trim_start_matches("/merchant/refunds/").to_owned();
+            refunds::get(req, env, &no).await
+        }
         "/merchant/withdrawals" => match req.method() {
             Method::Post => ledger::withdraw(req, env).await,
             Method::Get => ledger::list(req, env).await,
@@ -184,6 +199,8 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
     // tokens, codes and user data.
     let shown_route = if route.starts_with("/orders/") {
         "/orders/{out_trade_no}"
+    } else if route.starts_with("/merchant/refunds/") {
+        "/merchant/refunds/{out_refund_no}"
     } else if route.starts_with("/merchant/withdrawals/") {
         "/merchant/withdrawals/{id}"
     } else if route.starts_with("/admin/attention/") {

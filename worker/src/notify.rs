@@ -82,6 +82,7 @@ pub async fn handle(mut req: Request, env: &Env) -> ApiResult<Response> {
             return run(env, format, &d).await;
         }
         Read::Refused(d) => return run(env, format, &d).await,
+        Read::Refund(n) => return refund(env, &cfg, format, &n, &received).await,
     };
     let db = db::d1(env)?;
     let expect = Expect {
@@ -95,6 +96,35 @@ pub async fn handle(mut req: Request, env: &Env) -> ApiResult<Response> {
             return answer(format, &d.reply);
         }
         // The order moved between our read and our write: decide again on what it is now.
+    }
+    answer(format, &flow::storage_failed())
+}
+
+/// A verified refund notify: the refund it names (ours, or one made by hand) and its order,
+/// decided by [`wxedge_core::flow::refund::after_notify`], decided again if either moved.
+async fn refund(
+    env: &Env,
+    cfg: &Config,
+    format: Format,
+    n: &wxedge_core::flow::refund::Notice,
+    received: &Received<'_>,
+) -> ApiResult<Response> {
+    let db = db::d1(env)?;
+    for _ in 0..MAX_ATTEMPTS {
+        let refund = crate::refunds::by_no(&db, &n.state.out_refund_no).await?;
+        let order = db::order(&db, &n.state.out_trade_no).await?;
+        let d = wxedge_core::flow::refund::after_notify(
+            n,
+            refund.as_ref(),
+            order.as_ref(),
+            &cfg.mch_id,
+            received,
+            now_ms(),
+            &cfg.refund_policy(),
+        );
+        if db::execute(&db, &d.batch().map_err(internal)?).await? {
+            return answer(format, &d.reply);
+        }
     }
     answer(format, &flow::storage_failed())
 }

@@ -42,5 +42,13 @@ pub async fn handle(mut req: Request, env: &Env, out_trade_no: &str) -> ApiResul
     let input = Input::read(&mut req).await?;
     let session = session::get(env, input.token()?).await?;
     let db = db::d1(env)?;
-    ok(view(&owned(&db, &session, out_trade_no).await?))
+    let order = owned(&db, &session, out_trade_no).await?;
+    let mut data = view(&order);
+    // Refunds are shown on the order (one query, only when there are any).
+    if order.refunded_fen.get() > 0 || order.status.is_paid() {
+        let refunds = crate::refunds::of_order(&db, out_trade_no).await?;
+        data["refunded_fen"] = json!(order.refunded_fen);
+        data["refunds"] = refunds.iter().map(crate::refunds::view).collect();
+    }
+    ok(data)
 }

@@ -8,9 +8,12 @@ use serde_json::{Value, json};
 use worker::{D1Database, Env, Method};
 use wxedge_core::flow::MAX_ATTEMPTS;
 use wxedge_core::flow::reconcile::{self as flow, Step};
+use wxedge_core::flow::refund as rflow;
 use wxedge_core::order::OrderRow;
 use wxedge_core::pay::{Merchant, OrderQuery, PayError};
+use wxedge_core::refund::RefundRow;
 use wxedge_core::v3::jsapi;
+use wxedge_core::v3::refund as v3refund;
 use wxedge_core::{random, store};
 
 use crate::api::{ApiError, ApiResult};
@@ -35,9 +38,27 @@ pub async fn run(env: &Env) -> ApiResult<Value> {
         };
         results.push(json!({ "out_trade_no": order.out_trade_no, "outcome": outcome }));
     }
+    let mut refunds = Vec::new();
+    if cfg.v3.is_some() {
+        let j = db::json(&db, &store::due_refunds(now_ms(), cfg.reconcile.batch)).await?;
+        let due =
+            RefundRow::list_from_json(j.as_deref().unwrap_or("[]")).map_err(db::unreadable)?;
+        for r in &due {
+            let outcome = match one_refund(&db, &cfg, r).await {
+                Ok(o) => o,
+                Err(e) => format!("error: {}", e.msg),
+            };
+            refunds.push(json!({ "out_refund_no": r.out_refund_no, "outcome": outcome }));
+        }
+    }
     let cutoff = now_ms().saturating_sub(cfg.notify_rejected_retention_ms);
     let pruned = db::run(db::prepare(&db, &store::prune_rejected(cutoff))?).await?;
-    Ok(json!({ "checked": results.len(), "orders": results, "pruned_notifications": pruned }))
+    Ok(json!({
+        "checked": results.len(),
+        "orders": results,
+        "refunds": refunds,
+        "pruned_notifications": pruned,
+    }))
 }
 
 /// A signed request for `call`, sent; `None` when WeChat gave no answer.
@@ -95,6 +116,51 @@ async fn close_v3(cfg: &Config, no: &str) -> ApiResult<Option<Result<(), PayErro
     Ok(Some(
         v3::judge(cfg.v3()?, &answer, jsapi::close_outcome).await?,
     ))
+}
+
+/// One refund that is not final: the refund query → the core's step (a write, or resend
+/// the request with the same out_refund_no and read that answer).
+async fn one_refund(db: &D1Database, cfg: &Config, refund: &RefundRow) -> ApiResult<String> {
+    let v3 = cfg.v3()?;
+    let path = v3refund::query_path(&refund.out_refund_no).map_err(internal)?;
+    let answer = match v3::call(cfg, Method::Get, &path, "").await? {
+        Ok(a) => {
+            let no = refund.out_refund_no.as_str();
+            Some(v3::judge(v3, &a, |a| v3refund::outcome(a, no)).await?)
+        }
+        Err(_) => None,
+    };
+    let mut row = refund.clone();
+    for _ in 0..MAX_ATTEMPTS {
+        match rflow::after_query(&row, answer.as_ref(), now_ms(), &cfg.refund_policy()) {
+            rflow::Step::Decided(d) => {
+                if db::execute(db, &d.batch().map_err(internal)?).await? {
+                    return Ok(d.reply);
+                }
+            }
+            rflow::Step::Resend => {
+                let order = db::order(db, &row.out_trade_no)
+                    .await?
+                    .ok_or_else(|| ApiError::internal("the refund's order vanished"))?;
+                let again = crate::refunds::ask_wechat(cfg, &row, &order).await?;
+                for _ in 0..MAX_ATTEMPTS {
+                    let d =
+                        rflow::after_answer(&row, again.as_ref(), now_ms(), &cfg.refund_policy());
+                    if db::execute(db, &d.batch().map_err(internal)?).await? {
+                        return Ok("resent: WeChat had not received it".into());
+                    }
+                    row = crate::refunds::by_no(db, &row.out_refund_no)
+                        .await?
+                        .ok_or_else(|| ApiError::internal("the refund vanished"))?;
+                }
+                return Ok("busy: the refund kept changing; next run".into());
+            }
+        }
+        row = crate::refunds::by_no(db, &row.out_refund_no)
+            .await?
+            .ok_or_else(|| ApiError::internal("the refund vanished"))?;
+    }
+    Ok("busy: the refund kept changing; next run".into())
 }
 
 async fn reload(db: &D1Database, no: &str) -> ApiResult<OrderRow> {

@@ -700,6 +700,7 @@ impl World {
                         assert!(execute(&self.db, &d));
                         return true;
                     }
+                    Read::Refund(n) => panic!("a v2 payment notify read as a refund: {n:?}"),
                 };
                 let Some((row, _)) = loaded else {
                     // The worker awaits D1 for the order: others may act meanwhile.

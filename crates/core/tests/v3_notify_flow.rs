@@ -98,6 +98,7 @@ fn v2_notify(tx: &str, total: u64) -> Notify {
     match read(&r, &m.key, m.sign_type) {
         Read::Verified(n) => *n,
         Read::Unverified(d) | Read::Refused(d) => panic!("{d:?}"),
+        Read::Refund(n) => panic!("{n:?}"),
     }
 }
 
@@ -432,4 +433,43 @@ mod outcomes {
         assert_eq!(e.said(), Some(Said::NotFound));
         assert_eq!(e.err_code(), Some("ORDER_NOT_EXIST"));
     }
+}
+
+#[test]
+fn a_refund_notify_reads_as_a_refund() {
+    use wxedge_core::v3::refund::{RefundState, WechatRefundStatus, build_notify};
+    let s = RefundState {
+        out_refund_no: "R0000001".into(),
+        out_trade_no: "T000001".into(),
+        refund_id: "50300".into(),
+        transaction_id: TX.into(),
+        status: WechatRefundStatus::Closed,
+        refund: Fen::new(30),
+        total: Fen::new(100),
+        success_time: None,
+        user_received_account: None,
+    };
+    let body = build_notify(
+        &api_v3_key(),
+        "EV-9",
+        MCHID,
+        &s,
+        "2026-12-02T10:00:00+08:00",
+        "0123456789ab",
+    )
+    .unwrap();
+    let Read::Refund(n) = read_signed(&body, &body, NOW) else {
+        panic!("not read as a refund")
+    };
+    assert_eq!(
+        (n.mchid.as_str(), n.state.status, n.state.refund),
+        (MCHID, WechatRefundStatus::Closed, Fen::new(30))
+    );
+    // Its resource under another key is refused like a payment's.
+    let other = ApiV3Key::new("b7cde1ZJB1kG2e7VfTs3jQzaWizur8Gb").unwrap();
+    let forged = build_notify(&other, "EV-9", MCHID, &s, "t", "0123456789ab").unwrap();
+    assert!(matches!(
+        read_signed(&forged, &forged, NOW),
+        Read::Refused(_)
+    ));
 }

@@ -102,6 +102,9 @@ pub enum Read {
     /// a failure so WeChat retries once the configuration is fixed; never counted
     /// against the sender's rate limit.
     Refused(Decision<Reply>),
+    /// A verified refund notify (REFUND.*, or v2's req_info): for
+    /// [`crate::flow::refund::after_notify`].
+    Refund(Box<crate::flow::refund::Notice>),
 }
 
 /// The wire format of a notify body, told by its content: v2 is an XML document, v3 a
@@ -170,7 +173,7 @@ pub fn read_v3(
     verified: Result<crate::v3::verify::Verified<'_>, &crate::v3::verify::VerifyError>,
     key: &crate::v3::aead::ApiV3Key,
 ) -> Read {
-    use crate::v3::notify::{NotifyV3Error, parse_notify};
+    use crate::v3::notify::NotifyV3Error;
     let verified = match verified {
         Ok(v) => v,
         Err(e) => {
@@ -187,8 +190,21 @@ pub fn read_v3(
             ));
         }
     };
-    let e = match parse_notify(&verified, key) {
-        Ok(n) => return Read::Verified(Box::new(n)),
+    let parsed = crate::v3::notify::parse_envelope(&verified).and_then(|envelope| {
+        if crate::v3::refund::is_refund_event(&envelope.event_type) {
+            crate::v3::refund::parse_notify(&envelope, key).map(|n| {
+                Read::Refund(Box::new(crate::flow::refund::Notice {
+                    mchid: n.mchid,
+                    state: n.state,
+                }))
+            })
+        } else {
+            crate::v3::notify::parse_transaction(&envelope, key)
+                .map(|n| Read::Verified(Box::new(n)))
+        }
+    });
+    let e = match parsed {
+        Ok(read) => return read,
         Err(e) => e,
     };
     let (status, reason) = match &e {
@@ -459,6 +475,7 @@ mod tests {
         ) {
             Read::Verified(n) => *n,
             Read::Unverified(d) | Read::Refused(d) => panic!("{d:?}"),
+            Read::Refund(n) => panic!("{n:?}"),
         }
     }
 

@@ -145,7 +145,11 @@ pub fn parse_envelope(verified: &Verified<'_>) -> Result<Envelope, NotifyV3Error
 
 /// A verified notify → the [`Notify`] the v2 flow decides on.
 pub fn parse_notify(verified: &Verified<'_>, key: &ApiV3Key) -> Result<Notify, NotifyV3Error> {
-    let envelope = parse_envelope(verified)?;
+    parse_transaction(&parse_envelope(verified)?, key)
+}
+
+/// A verified payment notify's envelope → the [`Notify`] the v2 flow decides on.
+pub fn parse_transaction(envelope: &Envelope, key: &ApiV3Key) -> Result<Notify, NotifyV3Error> {
     let r = &envelope.resource;
     if envelope.event_type != EVENT_TRANSACTION_SUCCESS || r.original_type != "transaction" {
         return Err(NotifyV3Error::UnexpectedEvent {
