@@ -43,6 +43,7 @@ pub mod order;
 pub mod pay;
 pub mod random;
 pub mod refund;
+pub mod refund_notify;
 pub mod session;
 pub mod sign;
 pub mod store;

@@ -158,6 +158,12 @@ fn resolve_ref(r: &BytesRef<'_>) -> Result<char, XmlError> {
 /// Parses a WeChat XML map strictly (see the module docs), refusing bodies over `limit`
 /// bytes before reading them.
 pub fn parse_xml_with_limit(body: &[u8], limit: usize) -> Result<Params, XmlError> {
+    parse_flat(body, limit, "xml")
+}
+
+/// [`parse_xml`] for a flat document whose root is `root` (a v2 refund notify's decrypted
+/// `req_info` is `<root>…</root>`), with the same strictness.
+pub fn parse_flat(body: &[u8], limit: usize, root: &str) -> Result<Params, XmlError> {
     if body.len() > limit {
         return Err(XmlError::TooLarge {
             size: body.len(),
@@ -193,14 +199,12 @@ pub fn parse_xml_with_limit(body: &[u8], limit: usize) -> Result<Params, XmlErro
             (State::BeforeRoot, Event::Text(t)) if is_blank(&t.borrow().into_inner()) => {
                 State::BeforeRoot
             }
-            (State::BeforeRoot, Event::Start(e) | Event::Empty(e))
-                if e.name().as_ref() != "xml" =>
-            {
+            (State::BeforeRoot, Event::Start(e) | Event::Empty(e)) if e.name().as_ref() != root => {
                 return Err(XmlError::WrongRoot(e.name().as_ref().to_owned()));
             }
             (State::BeforeRoot, Event::Start(e)) => {
                 if e.attributes().next().is_some() {
-                    return Err(XmlError::Attributes("xml".into()));
+                    return Err(XmlError::Attributes(root.into()));
                 }
                 State::InRoot
             }

@@ -473,3 +473,46 @@ fn a_refund_notify_reads_as_a_refund() {
         Read::Refused(_)
     ));
 }
+
+#[test]
+fn a_v2_refund_notify_reads_as_a_refund_and_a_forged_one_is_refused() {
+    use wxedge_core::refund_notify;
+    use wxedge_core::v3::refund::{RefundState, WechatRefundStatus};
+    let key = "k".repeat(32);
+    let s = RefundState {
+        out_refund_no: "HAND0001".into(),
+        out_trade_no: "T000001".into(),
+        refund_id: "503".into(),
+        transaction_id: TX.into(),
+        status: WechatRefundStatus::Success,
+        refund: Fen::new(10),
+        total: Fen::new(100),
+        success_time: Some("2026-12-02T10:00:00+08:00".into()),
+        user_received_account: None,
+    };
+    let body = refund_notify::build(APPID, MCHID, &key, &s, "n", "VENDOR_PLATFORM").unwrap();
+    let r = Received {
+        body: body.as_bytes(),
+        remote_ip: None,
+        now_ms: 1,
+    };
+    let Read::Refund(n) = read(&r, &key, SignType::Md5) else {
+        panic!("not read as a refund")
+    };
+    assert_eq!((n.mchid.as_str(), n.state.refund), (MCHID, Fen::new(10)));
+    let forged = refund_notify::build(APPID, MCHID, &"x".repeat(32), &s, "n", "API").unwrap();
+    let r = Received {
+        body: forged.as_bytes(),
+        remote_ip: None,
+        now_ms: 1,
+    };
+    let Read::Unverified(d) = read(&r, &key, SignType::Md5) else {
+        panic!("a forged refund notify was believed")
+    };
+    assert_eq!(d.reply.status, 400);
+    assert!(
+        d.reply.body.contains("REQ_INFO_DECRYPT_FAILED"),
+        "{}",
+        d.reply.body
+    );
+}

@@ -274,6 +274,33 @@ fn record(
 
 /// Verifies a notify with the merchant's key and configured algorithm.
 pub fn read(r: &Received<'_>, key: &str, sign_type: SignType) -> Read {
+    // A refund notify carries no sign: its req_info decrypting under our key is the proof.
+    if let Ok(params) = xml::parse_xml(r.body)
+        && crate::refund_notify::is_refund_notify(&params)
+    {
+        return match crate::refund_notify::parse(r.body, key) {
+            Ok(n) => Read::Refund(Box::new(crate::flow::refund::Notice {
+                mchid: n.mch_id,
+                state: n.state,
+            })),
+            Err(e) => {
+                let claimed = params
+                    .get("out_trade_no")
+                    .filter(|no| pay::is_valid_out_trade_no(no))
+                    .cloned();
+                Read::Unverified(Decision::new(
+                    vec![Write::Notification(record(
+                        r,
+                        false,
+                        claimed.as_deref(),
+                        Verdict::Rejected,
+                        format!("{}: {e}", e.code()),
+                    ))],
+                    Reply::fail(400, &format!("rejected: {}", e.code())),
+                ))
+            }
+        };
+    }
     let e = match notify::parse_notify(r.body, key, sign_type) {
         Ok(n) => return Read::Verified(Box::new(n)),
         Err(e) => e,
