@@ -31,6 +31,7 @@
 
 pub mod answer;
 pub mod auth;
+pub mod bill;
 pub mod crypt;
 pub mod error;
 pub mod explain;
