@@ -945,6 +945,210 @@ pub fn due_refunds(now_ms: u64, limit: u64) -> Statement {
     )
 }
 
+/// Bill rows per INSERT: 6 binds each, within D1's 100 bound parameters per statement.
+pub const BILL_ROWS_PER_INSERT: usize = 16;
+
+/// The statements that store `rows` of the bill of `bill_date` (payments and refunds;
+/// other rows are only counted by the parser).
+pub fn bill_rows_insert(bill_date: &str, rows: &[crate::bill::BillRow]) -> Vec<Statement> {
+    use crate::bill::BillRow;
+    let kept: Vec<(&str, &str, Option<&str>, Fen, Option<&str>)> = rows
+        .iter()
+        .filter_map(|r| match r {
+            BillRow::Payment {
+                out_trade_no,
+                amount,
+                ..
+            } => Some(("PAYMENT", out_trade_no.as_str(), None, *amount, None)),
+            BillRow::Refund {
+                out_trade_no,
+                out_refund_no,
+                amount,
+                status,
+                ..
+            } => Some((
+                "REFUND",
+                out_trade_no.as_str(),
+                Some(out_refund_no.as_str()),
+                *amount,
+                Some(status.as_str()),
+            )),
+            BillRow::Other { .. } => None,
+        })
+        .collect();
+    kept.chunks(BILL_ROWS_PER_INSERT)
+        .map(|chunk| {
+            let mut args = Vec::with_capacity(chunk.len() * 6);
+            let values: Vec<String> = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, (kind, no, refund_no, amount, status))| {
+                    args.extend([
+                        SqlArg::from(bill_date),
+                        SqlArg::from(*kind),
+                        SqlArg::from(*no),
+                        SqlArg::from(*refund_no),
+                        SqlArg::from(*amount),
+                        SqlArg::from(*status),
+                    ]);
+                    let b = i * 6;
+                    format!("(?{}, ?{}, ?{}, ?{}, ?{}, ?{})", b + 1, b + 2, b + 3, b + 4, b + 5, b + 6)
+                })
+                .collect();
+            Statement::new(
+                format!(
+                    "INSERT INTO bill_rows (bill_date, kind, out_trade_no, out_refund_no, amount_fen, status) VALUES {}",
+                    values.join(", ")
+                ),
+                args,
+            )
+        })
+        .collect()
+}
+
+/// Starts loading the bill of `bill_date`: its earlier rows, differences and state dropped.
+pub fn bill_begin(bill_date: &str, now_ms: u64) -> Batch {
+    let d = || SqlArg::from(bill_date);
+    Batch {
+        statements: vec![
+            Statement::new("DELETE FROM bill_rows WHERE bill_date = ?1", vec![d()]),
+            Statement::new("DELETE FROM reconciliation WHERE bill_date = ?1", vec![d()]),
+            Statement::new(
+                "INSERT INTO bills (bill_date, status, updated_ms) VALUES (?1, 'LOADING', ?2)
+                 ON CONFLICT (bill_date) DO UPDATE SET status = 'LOADING', note = NULL, updated_ms = ?2",
+                vec![d(), SqlArg::Int(now_ms)],
+            ),
+        ],
+        guard: None,
+    }
+}
+
+/// Marks the bill of `bill_date` as not matched (`status`: FAILED or NO_BILL) with why.
+pub fn bill_end(bill_date: &str, status: &str, note: &str, now_ms: u64) -> Statement {
+    Statement::new(
+        "INSERT INTO bills (bill_date, status, note, updated_ms, differences) VALUES (?1, ?2, ?3, ?4, 0)
+         ON CONFLICT (bill_date) DO UPDATE SET status = ?2, note = ?3, updated_ms = ?4",
+        vec![bill_date.into(), status.into(), note.into(), SqlArg::Int(now_ms)],
+    )
+}
+
+/// Every difference between the loaded bill of `bill_date` and our records, as one batch:
+/// payments and refunds in the bill but not here, amounts that differ, a refund WeChat
+/// billed that we hold as ended (or the reverse), and what we credited between
+/// `day_start_ms` and `day_end_ms` (the bill's Beijing day) that neither this bill nor the
+/// day before's has (we learn of a payment after WeChat makes it). Then the bill is MATCHED
+/// with its figures, and rows older than the day before are dropped.
+pub fn bill_match(
+    bill_date: &str,
+    previous_date: &str,
+    day_start_ms: u64,
+    day_end_ms: u64,
+    summary: &crate::bill::BillSummary,
+    now_ms: u64,
+) -> Batch {
+    let paid = status_list(&PAID);
+    let held = crate::refund::HOLDING
+        .iter()
+        .map(|s| format!("'{}'", s.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let d = || SqlArg::from(bill_date);
+    let insert = "INSERT INTO reconciliation (bill_date, kind, reference, difference, ours_fen, bill_fen, ours_status, bill_status)";
+    Batch {
+        statements: vec![
+            Statement::new("DELETE FROM reconciliation WHERE bill_date = ?1", vec![d()]),
+            Statement::new(
+                format!(
+                    "{insert} SELECT ?1, 'PAYMENT', b.out_trade_no, 'MISSING_HERE', NULL, b.amount_fen, o.status, 'SUCCESS'
+                     FROM bill_rows b LEFT JOIN orders o ON o.out_trade_no = b.out_trade_no
+                     WHERE b.bill_date = ?1 AND b.kind = 'PAYMENT' AND (o.out_trade_no IS NULL OR o.status NOT IN ({paid}))"
+                ),
+                vec![d()],
+            ),
+            Statement::new(
+                format!(
+                    "{insert} SELECT ?1, 'PAYMENT', b.out_trade_no, 'AMOUNT_DIFFERS', o.total_fee, b.amount_fen, o.status, 'SUCCESS'
+                     FROM bill_rows b JOIN orders o ON o.out_trade_no = b.out_trade_no
+                     WHERE b.bill_date = ?1 AND b.kind = 'PAYMENT' AND o.status IN ({paid}) AND o.total_fee <> b.amount_fen"
+                ),
+                vec![d()],
+            ),
+            Statement::new(
+                format!(
+                    "{insert} SELECT ?1, 'PAYMENT', o.out_trade_no, 'MISSING_IN_BILL', o.total_fee, NULL, o.status, NULL
+                     FROM orders o
+                     WHERE o.status IN ({paid}) AND o.paid_ms >= ?3 AND o.paid_ms < ?4
+                       AND NOT EXISTS (SELECT 1 FROM bill_rows b WHERE b.out_trade_no = o.out_trade_no
+                                       AND b.kind = 'PAYMENT' AND b.bill_date IN (?1, ?2))"
+                ),
+                vec![d(), previous_date.into(), SqlArg::Int(day_start_ms), SqlArg::Int(day_end_ms)],
+            ),
+            Statement::new(
+                format!(
+                    "{insert} SELECT ?1, 'REFUND', b.out_refund_no, 'MISSING_HERE', NULL, b.amount_fen, r.status, b.status
+                     FROM bill_rows b LEFT JOIN refunds r ON r.out_refund_no = b.out_refund_no
+                     WHERE b.bill_date = ?1 AND b.kind = 'REFUND' AND r.out_refund_no IS NULL"
+                ),
+                vec![d()],
+            ),
+            Statement::new(
+                format!(
+                    "{insert} SELECT ?1, 'REFUND', b.out_refund_no,
+                       CASE WHEN r.amount_fen <> b.amount_fen THEN 'AMOUNT_DIFFERS' ELSE 'STATUS_DIFFERS' END,
+                       r.amount_fen, b.amount_fen, r.status, b.status
+                     FROM bill_rows b JOIN refunds r ON r.out_refund_no = b.out_refund_no
+                     WHERE b.bill_date = ?1 AND b.kind = 'REFUND'
+                       AND (r.amount_fen <> b.amount_fen OR r.status NOT IN ({held}))"
+                ),
+                vec![d()],
+            ),
+            Statement::new(
+                format!(
+                    "{insert} SELECT ?1, 'REFUND', r.out_refund_no, 'MISSING_IN_BILL', r.amount_fen, NULL, r.status, NULL
+                     FROM refunds r
+                     WHERE r.status IN ({held}) AND r.status <> 'REQUESTED' AND r.created_ms >= ?3 AND r.created_ms < ?4
+                       AND NOT EXISTS (SELECT 1 FROM bill_rows b WHERE b.out_refund_no = r.out_refund_no
+                                       AND b.kind = 'REFUND' AND b.bill_date IN (?1, ?2))"
+                ),
+                vec![d(), previous_date.into(), SqlArg::Int(day_start_ms), SqlArg::Int(day_end_ms)],
+            ),
+            Statement::new(
+                "UPDATE bills SET status = 'MATCHED', sha1 = ?2, row_count = ?3, paid_fen = ?4, refunded_fen = ?5,
+                   differences = (SELECT COUNT(*) FROM reconciliation WHERE bill_date = ?1), note = NULL, updated_ms = ?6
+                 WHERE bill_date = ?1",
+                vec![
+                    d(),
+                    summary.sha1.as_str().into(),
+                    SqlArg::Int(summary.rows),
+                    summary.paid.into(),
+                    summary.refunded.into(),
+                    SqlArg::Int(now_ms),
+                ],
+            ),
+            Statement::new(
+                "DELETE FROM bill_rows WHERE bill_date < ?1",
+                vec![previous_date.into()],
+            ),
+        ],
+        guard: None,
+    }
+}
+
+/// The bill of `bill_date` and its differences, as one JSON object in column `j`.
+pub fn reconciliation_report(bill_date: &str) -> Statement {
+    Statement::new(
+        "SELECT json_object(
+           'bill', (SELECT json_object('bill_date', bill_date, 'status', status, 'sha1', sha1, 'rows', row_count,
+                      'paid_fen', paid_fen, 'refunded_fen', refunded_fen, 'differences', differences,
+                      'note', note, 'updated_ms', updated_ms) FROM bills WHERE bill_date = ?1),
+           'differences', (SELECT COALESCE(json_group_array(json_object('kind', kind, 'reference', reference,
+                      'difference', difference, 'ours_fen', ours_fen, 'bill_fen', bill_fen,
+                      'ours_status', ours_status, 'bill_status', bill_status)), '[]')
+                      FROM (SELECT * FROM reconciliation WHERE bill_date = ?1 ORDER BY id))) AS j",
+        vec![bill_date.into()],
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

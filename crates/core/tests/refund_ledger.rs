@@ -2,7 +2,7 @@
 //! worker's migrations: the money is taken when a refund is recorded, a refund of a
 //! withdrawn order is a debt the next credit repays, a refund that ends without money
 //! leaving gives it back, a refund made by hand is recorded like ours, and the audit holds
-//! to the fen after every step.
+//! to the fen after every step. And the daily bill matched against them (`store::bill_match`).
 
 use rusqlite::Connection;
 use rusqlite::types::Value;
@@ -20,11 +20,12 @@ use wxedge_core::store::{self, Batch, SqlArg, Statement};
 use wxedge_core::v3::api_error::{ApiError, Code};
 use wxedge_core::v3::refund::{RefundState, WechatRefundStatus};
 
-const MIGRATIONS: [&str; 4] = [
+const MIGRATIONS: [&str; 5] = [
     include_str!("../../../migrations/0001_init.sql"),
     include_str!("../../../migrations/0002_ledger.sql"),
     include_str!("../../../migrations/0003_flows.sql"),
     include_str!("../../../migrations/0004_refunds.sql"),
+    include_str!("../../../migrations/0005_bills.sql"),
 ];
 
 struct Db(Connection);
@@ -450,5 +451,140 @@ fn a_refund_made_by_hand_is_recorded_like_ours() {
     );
     assert_eq!(other.reply.status, 400);
     assert_eq!(db.balance(), (-25, 25));
+    db.audit();
+}
+
+#[test]
+fn the_daily_bill_finds_every_difference() {
+    use wxedge_core::bill::BillParser;
+    let db = Db::new();
+    let p = Policy::default();
+    let day = 1_000_000u64;
+    // Ours: T1 (100) and T2 (50) paid that day, T4 (70) paid that day but billed the day
+    // before (we learned of it after midnight), T5 (20) paid that day and in no bill; a
+    // refund R1 of 30 on T1 (PROCESSING), and R2 of 10 on T2 that WeChat closed.
+    for (no, fee) in [
+        ("T0000001", 100),
+        ("T0000002", 50),
+        ("T0000004", 70),
+        ("T0000005", 20),
+    ] {
+        db.paid_order(no, fee, day + 10);
+    }
+    let r1 = db.request("T0000001", 30, "k1", "R0000001").unwrap();
+    let d = rflow::after_answer(
+        &db.refund(&r1),
+        Some(&Ok(state(
+            "T0000001",
+            &r1,
+            WechatRefundStatus::Processing,
+            30,
+            100,
+        ))),
+        day + 20,
+        &p,
+    );
+    assert!(db.decide(&d));
+    let r2 = db.request("T0000002", 10, "k2", "R0000002").unwrap();
+    let d = rflow::after_answer(
+        &db.refund(&r2),
+        Some(&Ok(state(
+            "T0000002",
+            &r2,
+            WechatRefundStatus::Closed,
+            10,
+            50,
+        ))),
+        day + 20,
+        &p,
+    );
+    assert!(db.decide(&d));
+    // The bill: T1 right, T2 billed at 55, T3 (40) we never credited, R1 right, R2 billed
+    // as a refund that went through, R9 a refund we never heard of.
+    let header = "交易时间,公众账号ID,商户号,特约商户号,设备号,微信订单号,商户订单号,用户标识,交易类型,交易状态,付款银行,货币种类,应结订单金额,代金券金额,微信退款单号,商户退款单号,退款金额,充值券退款金额,退款类型,退款状态,商品名称,商户数据包,手续费,费率,订单金额,申请退款金额,费率备注\n";
+    let pay = |no: &str, yuan: &str| {
+        format!(
+            "`2026-12-01 10:00:00,`wx1,`1900000109,`0,`,`42{no},`{no},`o1,`JSAPI,`SUCCESS,`OTHERS,`CNY,`{yuan},`0.00,`0,`0,`0.00,`0.00,`,`,`b,`,`0.00000,`0.60%,`{yuan},`0.00,`\n"
+        )
+    };
+    let refund = |no: &str, rno: &str, yuan: &str| {
+        format!(
+            "`2026-12-01 11:00:00,`wx1,`1900000109,`0,`,`42{no},`{no},`o1,`JSAPI,`REFUND,`OTHERS,`CNY,`0.00,`0.00,`503{rno},`{rno},`{yuan},`0.00,`ORIGINAL,`SUCCESS,`b,`,`0.00000,`0.60%,`0.00,`{yuan},`\n"
+        )
+    };
+    let rows = [
+        pay("T0000001", "1.00"),
+        pay("T0000002", "0.55"),
+        pay("T0000003", "0.40"),
+        refund("T0000001", "R0000001", "0.30"),
+        refund("T0000002", "R0000002", "0.10"),
+        refund("T0000001", "R0000009", "0.05"),
+    ]
+    .concat();
+    let bill = format!(
+        "{header}{rows}总交易单数,应结订单总金额,退款总金额,充值券退款总金额,手续费总金额,订单总金额,申请退款总金额\n`6,`1.95,`0.45,`0.00,`0.00000,`1.95,`0.45\n"
+    );
+    let mut parser = BillParser::new();
+    let mut parsed = Vec::new();
+    parser.feed(bill.as_bytes(), &mut parsed).unwrap();
+    let summary = parser.finish(&mut parsed).unwrap();
+    // Yesterday's bill had T4.
+    let yesterday = format!(
+        "{header}{}总交易单数,应结订单总金额,退款总金额,充值券退款总金额,手续费总金额,订单总金额,申请退款总金额\n`1,`0.70,`0.00,`0.00,`0.00000,`0.70,`0.00\n",
+        pay("T0000004", "0.70")
+    );
+    let mut y = BillParser::new();
+    let mut yrows = Vec::new();
+    y.feed(yesterday.as_bytes(), &mut yrows).unwrap();
+    y.finish(&mut yrows).unwrap();
+    for (date, r) in [("2026-11-30", &yrows), ("2026-12-01", &parsed)] {
+        assert!(db.run(&store::bill_begin(date, day)));
+        for s in store::bill_rows_insert(date, r) {
+            db.run(&Batch {
+                statements: vec![s],
+                guard: None,
+            });
+        }
+    }
+    db.run(&store::bill_match(
+        "2026-12-01",
+        "2026-11-30",
+        day,
+        day + 86_400_000,
+        &summary,
+        day + 90_000_000,
+    ));
+    let report: serde_json::Value = serde_json::from_str(
+        &db.json(&store::reconciliation_report("2026-12-01"))
+            .unwrap(),
+    )
+    .unwrap();
+    let mut found: Vec<String> = report["differences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            format!(
+                "{} {} {}",
+                d["kind"].as_str().unwrap(),
+                d["reference"].as_str().unwrap(),
+                d["difference"].as_str().unwrap()
+            )
+        })
+        .collect();
+    found.sort();
+    assert_eq!(
+        found,
+        [
+            "PAYMENT T0000002 AMOUNT_DIFFERS",
+            "PAYMENT T0000003 MISSING_HERE",
+            "PAYMENT T0000005 MISSING_IN_BILL",
+            "REFUND R0000002 STATUS_DIFFERS",
+            "REFUND R0000009 MISSING_HERE",
+        ]
+    );
+    assert_eq!(report["bill"]["status"], "MATCHED");
+    assert_eq!(report["bill"]["differences"], 5);
+    assert_eq!(report["bill"]["paid_fen"], 195);
     db.audit();
 }

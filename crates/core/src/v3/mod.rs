@@ -16,6 +16,7 @@
 //! | [`aead`] | `AEAD_AES_256_GCM` resource decrypt (and encrypt, for wxsim) |
 //! | [`notify`] | the notify envelope, the decrypted transaction → `Notify`, the replies |
 //! | [`refund`] | domestic refunds: request, answer/query, REFUND.* notifies (both sides) |
+//! | [`tradebill`] | the daily trade bill: apply, and the download's origin |
 //! | [`jsapi`] | JSAPI prepay, wx.requestPayment (RSA), query and close by out_trade_no |
 //! | [`api_error`] | WeChat's `{code, message, detail}` error answers, typed |
 //! | [`explain`] | a SIGN_ERROR's `sign_information` against the message we signed: the mistake named |
@@ -32,6 +33,7 @@ pub mod notify;
 pub mod pem;
 pub mod refund;
 pub mod rsa;
+pub mod tradebill;
 pub mod verify;
 
 /// Every code a v3 error can carry. Kept apart from [`crate::ALL_CODES`] until the npm
