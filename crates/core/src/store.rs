@@ -952,7 +952,9 @@ pub const BILL_ROWS_PER_INSERT: usize = 16;
 /// other rows are only counted by the parser).
 pub fn bill_rows_insert(bill_date: &str, rows: &[crate::bill::BillRow]) -> Vec<Statement> {
     use crate::bill::BillRow;
-    let kept: Vec<(&str, &str, Option<&str>, Fen, Option<&str>)> = rows
+    /// (kind, out_trade_no, out_refund_no, amount, status)
+    type Kept<'a> = (&'a str, &'a str, Option<&'a str>, Fen, Option<&'a str>);
+    let kept: Vec<Kept<'_>> = rows
         .iter()
         .filter_map(|r| match r {
             BillRow::Payment {
