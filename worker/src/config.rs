@@ -287,6 +287,17 @@ impl Config {
                 backoff_max_ms: number(env, "RECONCILE_BACKOFF_MAX_SECS", 21600, 1)?
                     .saturating_mul(1000),
                 batch: number(env, "RECONCILE_BATCH", 20, 1)?,
+                settlement: wxedge_core::ledger::Settlement {
+                    fee_bps: match number(env, "SETTLEMENT_FEE_BPS", 0, 0)? {
+                        bps @ 0..=10_000 => bps as u32,
+                        _ => {
+                            return Err(ApiError::internal(
+                                "server misconfigured: SETTLEMENT_FEE_BPS is a fee in basis points, 0 to 10000",
+                            ));
+                        }
+                    },
+                    hold_ms: number(env, "SETTLEMENT_HOLD_SECS", 0, 0)?.saturating_mul(1000),
+                },
             },
             notify_rejected_retention_ms: number(
                 env,

@@ -41,7 +41,9 @@ fn parse<T: serde::de::DeserializeOwned>(j: &str, what: &str) -> ApiResult<T> {
 pub async fn balance(req: Request, env: &Env) -> ApiResult<Response> {
     let merchant_id = auth::merchant(&req, env).await?;
     let db = db::d1(env)?;
-    let j = db::json(&db, &store::balance(&merchant_id)).await?;
+    let cfg = crate::config::Config::from_env(env)?;
+    let paid_before = cfg.reconcile.settlement.withdrawable_before(now_ms());
+    let j = db::json(&db, &store::balance_at(&merchant_id, paid_before)).await?;
     let b = BalanceSnapshot::from_json(j.as_deref().unwrap_or("{}"))
         .and_then(|s| s.view())
         .map_err(db::unreadable)?;
@@ -52,6 +54,8 @@ pub async fn balance(req: Request, env: &Env) -> ApiResult<Response> {
         "withdrawn_fen": b.balance.withdrawn,
         "paid_fen": b.balance.paid,
         "refunded_fen": b.balance.refunded,
+        "held_fen": b.balance.held,
+        "fees_fen": b.balance.fees,
         "counts": {
             "available_orders": b.available_orders,
             "paid_orders": b.paid_orders,
@@ -155,12 +159,14 @@ pub async fn withdraw(req: Request, env: &Env) -> ApiResult<Response> {
         "wd_{}",
         random::alphanumeric(24).map_err(|e| ApiError::internal(e.to_string()))?
     );
-    match flow::begin(
+    let cfg = crate::config::Config::from_env(env)?;
+    match flow::begin_with(
         existing.as_ref(),
         &merchant_id,
         key.as_deref(),
         new_id,
         now_ms(),
+        &cfg.reconcile.settlement,
     ) {
         Begin::Replay { .. } => answer(&db, existing.as_ref(), true).await,
         Begin::Claim {

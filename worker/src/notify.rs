@@ -91,7 +91,13 @@ pub async fn handle(mut req: Request, env: &Env) -> ApiResult<Response> {
     };
     for _ in 0..MAX_ATTEMPTS {
         let order = db::order(&db, &n.out_trade_no).await?;
-        let d = flow::decide(&n, order.as_ref(), expect, &received);
+        let d = flow::decide_with(
+            &n,
+            order.as_ref(),
+            expect,
+            &received,
+            &cfg.reconcile.settlement,
+        );
         if db::execute(&db, &d.batch().map_err(internal)?).await? {
             return answer(format, &d.reply);
         }

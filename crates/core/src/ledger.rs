@@ -136,6 +136,40 @@ pub fn withdrawal_amount(
         .map_err(|_| LedgerError::Overflow)
 }
 
+/// A moment after every payment (2^52 − 1 ms: exact as a JavaScript number).
+pub const NO_HOLD: u64 = (1 << 52) - 1;
+
+/// Optional settlement rules (both off by default): a platform fee taken on every credit,
+/// and a hold before a paid order can be withdrawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Settlement {
+    /// The platform's fee in basis points (1 bp = 0.01 %), at most 10 000.
+    pub fee_bps: u32,
+    /// How long after its payment an order stays held (not withdrawable).
+    pub hold_ms: u64,
+}
+
+impl Settlement {
+    /// The fee on a credit of `total`: `floor(total × fee_bps / 10 000)` fen. The rounding
+    /// is down, always: the fraction of a fen stays with the merchant. The fee is the
+    /// platform's once taken; a refund of the order does not give it back (a full refund
+    /// leaves the merchant owing the fee).
+    pub fn fee_of(&self, total: Fen) -> Fen {
+        let fee = u128::from(total.get()) * u128::from(self.fee_bps.min(10_000)) / 10_000;
+        Fen::new(u64::try_from(fee).unwrap_or(u64::MAX))
+    }
+
+    /// Orders paid at or before this moment can be withdrawn. Without a hold, every paid
+    /// order (whatever clock stamped it).
+    pub fn withdrawable_before(&self, now_ms: u64) -> u64 {
+        if self.hold_ms == 0 {
+            NO_HOLD
+        } else {
+            now_ms.saturating_sub(self.hold_ms)
+        }
+    }
+}
+
 /// A merchant's money, as `GET /merchant/balance` shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Balance {
@@ -149,8 +183,12 @@ pub struct Balance {
     pub withdrawn: Fen,
     /// Everything ever paid to the merchant.
     pub paid: Fen,
-    /// Refunds that took money (requested, processing, done, or abnormal), less none.
+    /// Refunds that hold money (requested, processing, done, or abnormal).
     pub refunded: Fen,
+    /// Paid orders not withdrawable yet (the settlement hold).
+    pub held: Fen,
+    /// Platform fees taken.
+    pub fees: Fen,
 }
 
 /// One withdrawal seen from both sides: its stored amount, and the orders and entries
@@ -183,6 +221,9 @@ pub struct MerchantTotals {
     pub entries: i64,
     /// Σ of the entries no withdrawal has claimed.
     pub unclaimed_entries: i64,
+    /// Σ of the refund entries (REFUND negative, REFUND_RETURNED positive); `entries`
+    /// minus this is the fees taken.
+    pub refund_entries: i64,
     /// Σ of the refunds that hold money (not FAILED, not CLOSED).
     pub refunds_held: Fen,
     /// Σ `refunded_fen` over the merchant's orders (what each order has given back).
@@ -258,7 +299,7 @@ impl MerchantTotals {
 ///
 /// ```text
 /// Σ paid + Σ entries = available (unclaimed orders + unclaimed entries) + Σ withdrawals
-/// Σ entries = −Σ refunds holding money       Σ refunded_fen of orders = Σ refunds holding money
+/// Σ refund entries = −Σ refunds holding money   Σ refunded_fen of orders = Σ refunds holding money
 /// every withdrawal = Σ its orders + Σ its entries, and claims something
 /// ```
 pub fn audit(t: &MerchantTotals) -> Vec<Violation> {
@@ -281,10 +322,10 @@ pub fn audit(t: &MerchantTotals) -> Vec<Violation> {
             drift,
         });
     }
-    if i128::from(t.entries) != -i128::from(t.refunds_held.get()) {
+    if i128::from(t.refund_entries) != -i128::from(t.refunds_held.get()) {
         out.push(Violation::RefundEntries {
             merchant_id: t.merchant_id.clone(),
-            entries: t.entries,
+            entries: t.refund_entries,
             held: t.refunds_held,
         });
     }
@@ -340,6 +381,12 @@ pub struct BalanceSnapshot {
     /// refund status → count.
     #[serde(default)]
     pub refunds: Option<BTreeMap<String, u64>>,
+    /// Paid, unclaimed orders still in the settlement hold: (count, Σ fen).
+    #[serde(default)]
+    pub held: (u64, Fen),
+    /// Σ platform fees taken (positive).
+    #[serde(default)]
+    pub fees: Fen,
 }
 
 /// A merchant's balance with its order counts, as `GET /merchant/balance` shows it.
@@ -384,6 +431,8 @@ impl BalanceSnapshot {
                 withdrawn: self.withdrawals.1,
                 paid,
                 refunded: self.refunded,
+                held: self.held.1,
+                fees: self.fees,
             },
             available_orders: self.available.0,
             paid_orders: add(of(OrderStatus::Paid).0, of(OrderStatus::Withdrawn).0)?,
@@ -415,6 +464,9 @@ pub struct MerchantSnapshot {
     pub orders_refunded: Fen,
     #[serde(default)]
     pub overrefunded: u64,
+    /// Σ of the REFUND and REFUND_RETURNED entries (the fees' are the rest).
+    #[serde(default)]
+    pub refund_entries: i64,
 }
 
 /// One withdrawal in [`crate::store::audit_snapshot`].
@@ -491,6 +543,7 @@ impl AuditSnapshot {
                     entries: m.entries,
                     unclaimed_entries: m.unclaimed_entries,
                     refunds_held: m.refunds_held,
+                    refund_entries: m.refund_entries,
                     orders_refunded: m.orders_refunded,
                     overrefunded_orders: m.overrefunded,
                     overflowed: false,
@@ -595,6 +648,7 @@ mod tests {
         let mut t = totals(100, 0, &[(100, 100, 1)]);
         t.entries = -30;
         t.unclaimed_entries = -30;
+        t.refund_entries = -30;
         t.refunds_held = Fen::new(30);
         t.orders_refunded = Fen::new(30);
         assert_eq!(audit(&t), []);
@@ -603,6 +657,7 @@ mod tests {
         let mut missing = t.clone();
         missing.entries = 0;
         missing.unclaimed_entries = 0;
+        missing.refund_entries = 0;
         assert!(
             audit(&missing)
                 .iter()
@@ -621,6 +676,7 @@ mod tests {
         w.withdrawals[1].claimed_entries = -30;
         w.withdrawals[1].entry_count = 1;
         w.entries = -30;
+        w.refund_entries = -30;
         w.refunds_held = Fen::new(30);
         w.orders_refunded = Fen::new(30);
         assert_eq!(audit(&w), []);

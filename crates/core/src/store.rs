@@ -165,6 +165,8 @@ pub enum Change {
         transaction_id: String,
         via: PaidVia,
         attention: Option<(Attention, String)>,
+        /// The platform fee taken with the credit (a FEE entry), zero when off.
+        fee: Fen,
     },
     /// WeChat agrees it is over: CLOSED or FAILED.
     Ended { status: OrderStatus, reason: String },
@@ -301,6 +303,7 @@ pub struct RefundChange {
 /// The kinds of ledger entry (names are constants, never input).
 pub const ENTRY_REFUND: &str = "REFUND";
 pub const ENTRY_REFUND_RETURNED: &str = "REFUND_RETURNED";
+pub const ENTRY_FEE: &str = "FEE";
 
 /// The columns of an order row as one JSON object built by SQLite: a single value
 /// crosses from storage, and [`crate::order::OrderRow::from_json`] reads it.
@@ -371,6 +374,7 @@ fn order_write(seen: &Seen, change: &Change, now: u64) -> Result<Statement, Stor
             transaction_id,
             via,
             attention,
+            ..
         } => {
             let s = push(to.as_str().into());
             let t = push(transaction_id.as_str().into());
@@ -560,6 +564,18 @@ fn entry(
     )
 }
 
+/// The platform fee of a credit, taken only if the credit's write changed the order.
+fn fee_entry(out_trade_no: &str, fee: Fen, now_ms: u64) -> Statement {
+    Statement::new(
+        format!(
+            "INSERT INTO ledger_entries (merchant_id, kind, amount_fen, out_trade_no, created_ms)
+             SELECT merchant_id, '{ENTRY_FEE}', 0 - ?2, out_trade_no, ?3 FROM orders
+             WHERE out_trade_no = ?1 AND changes() = 1"
+        ),
+        vec![out_trade_no.into(), fee.into(), SqlArg::Int(now_ms)],
+    )
+}
+
 fn refund_write(
     seen: &RefundSeen,
     c: &RefundChange,
@@ -640,7 +656,14 @@ pub fn batch(writes: &[Write]) -> Result<Batch, StoreError> {
                 seen,
                 change,
                 now_ms,
-            } => statements.push(order_write(seen, change, *now_ms)?),
+            } => {
+                statements.push(order_write(seen, change, *now_ms)?);
+                if let Change::Paid { fee, .. } = change
+                    && *fee > Fen::ZERO
+                {
+                    statements.push(fee_entry(&seen.out_trade_no, *fee, *now_ms));
+                }
+            }
             Write::Notification(n) => statements.push(notification(n, guard.is_some())),
             Write::CreateRefund {
                 order,
@@ -708,6 +731,7 @@ pub fn withdrawal_batch(
     merchant_id: &str,
     idempotency_key: Option<&str>,
     now_ms: u64,
+    paid_before_ms: u64,
 ) -> Batch {
     let id = || SqlArg::from(withdrawal_id);
     let refused = "EXISTS (SELECT 1 FROM withdrawals WHERE withdrawal_id = ?1 AND amount_fen = 0)";
@@ -721,11 +745,11 @@ pub fn withdrawal_batch(
             Statement::new(
                 format!(
                     "UPDATE orders SET status = '{}', withdrawal_id = ?1, updated_ms = ?3, version = version + 1
-                     WHERE merchant_id = ?2 AND {}",
+                     WHERE merchant_id = ?2 AND {} AND paid_ms <= ?4",
                     OrderStatus::Withdrawn.as_str(),
                     claimable_sql()
                 ),
-                vec![id(), merchant_id.into(), SqlArg::Int(now_ms)],
+                vec![id(), merchant_id.into(), SqlArg::Int(now_ms), SqlArg::Int(paid_before_ms)],
             ),
             Statement::new(
                 "UPDATE ledger_entries SET withdrawal_id = ?1 WHERE merchant_id = ?2 AND withdrawal_id IS NULL",
@@ -764,6 +788,12 @@ pub fn withdrawal_batch(
 /// consistent snapshot): `{by_status: {STATUS: [count, fen]}, available: [count, fen],
 /// withdrawals: [count, fen]}`; [`crate::ledger::Balance::from_snapshot`] reads it.
 pub fn balance(merchant_id: &str) -> Statement {
+    balance_at(merchant_id, crate::ledger::NO_HOLD)
+}
+
+/// [`balance`] under a settlement hold: only orders paid at or before `paid_before_ms` are
+/// available; the rest are `held`.
+pub fn balance_at(merchant_id: &str, paid_before_ms: u64) -> Statement {
     Statement::new(
         format!(
             "SELECT json_object(
@@ -771,7 +801,11 @@ pub fn balance(merchant_id: &str) -> Statement {
                    (SELECT status, COUNT(*) AS n, SUM(total_fee) AS fen FROM orders
                     WHERE merchant_id = ?1 GROUP BY status)),
                'available', (SELECT json_array(COUNT(*), COALESCE(SUM(total_fee), 0)) FROM orders
-                    WHERE merchant_id = ?1 AND {}),
+                    WHERE merchant_id = ?1 AND {claimable} AND paid_ms <= ?2),
+               'held', (SELECT json_array(COUNT(*), COALESCE(SUM(total_fee), 0)) FROM orders
+                    WHERE merchant_id = ?1 AND {claimable} AND paid_ms > ?2),
+               'fees', (SELECT COALESCE(0 - SUM(amount_fen), 0) FROM ledger_entries
+                    WHERE merchant_id = ?1 AND kind = '{ENTRY_FEE}'),
                'withdrawals', (SELECT json_array(COUNT(*), COALESCE(SUM(amount_fen), 0))
                     FROM withdrawals WHERE merchant_id = ?1),
                'attention', (SELECT COUNT(*) FROM orders WHERE merchant_id = ?1 AND attention IS NOT NULL),
@@ -780,9 +814,9 @@ pub fn balance(merchant_id: &str) -> Statement {
                'refunded', (SELECT COALESCE(SUM(refunded_fen), 0) FROM orders WHERE merchant_id = ?1),
                'refunds', (SELECT json_group_object(status, n) FROM
                    (SELECT status, COUNT(*) AS n FROM refunds WHERE merchant_id = ?1 GROUP BY status))) AS j",
-            claimable_sql()
+            claimable = claimable_sql()
         ),
-        vec![merchant_id.into()],
+        vec![merchant_id.into(), SqlArg::Int(paid_before_ms)],
     )
 }
 
@@ -814,6 +848,8 @@ pub fn audit_snapshot() -> Statement {
                    'refunds_held', (SELECT COALESCE(SUM(amount_fen), 0) FROM refunds
                        WHERE merchant_id = m.merchant_id AND status IN ({held})),
                    'orders_refunded', (SELECT COALESCE(SUM(refunded_fen), 0) FROM orders WHERE merchant_id = m.merchant_id),
+                   'refund_entries', (SELECT COALESCE(SUM(amount_fen), 0) FROM ledger_entries
+                       WHERE merchant_id = m.merchant_id AND kind IN ('{ENTRY_REFUND}', '{ENTRY_REFUND_RETURNED}')),
                    'overrefunded', (SELECT COUNT(*) FROM orders WHERE merchant_id = m.merchant_id AND refunded_fen > total_fee))), '[]')
                    FROM merchants m),
                'withdrawals', (SELECT COALESCE(json_group_array(json_object(
@@ -1203,6 +1239,7 @@ mod tests {
                     transaction_id: "42".into(),
                     via: PaidVia::Notify,
                     attention: Some((Attention::LatePayment, "late".into())),
+                    fee: Fen::ZERO,
                 },
                 now_ms: 0,
             }])
@@ -1233,6 +1270,7 @@ mod tests {
                     transaction_id: "42".into(),
                     via: PaidVia::Notify,
                     attention: None,
+                    fee: Fen::ZERO,
                 },
                 now_ms: 1,
             },

@@ -588,3 +588,66 @@ fn the_daily_bill_finds_every_difference() {
     assert_eq!(report["bill"]["paid_fen"], 195);
     db.audit();
 }
+
+#[test]
+fn settlement_fee_and_hold_keep_the_ledger_exact() {
+    use wxedge_core::ledger::Settlement;
+    use wxedge_core::order::PaidVia;
+    use wxedge_core::store::{Change, Write};
+    let db = Db::new();
+    let s = Settlement {
+        fee_bps: 60,
+        hold_ms: 1_000,
+    };
+    // 0.6 % of 199 fen is 1.194 fen: 1 fen, rounded down (the fraction stays with the merchant).
+    assert_eq!(s.fee_of(Fen::new(199)), Fen::new(1));
+    assert_eq!(s.fee_of(Fen::new(10_000)), Fen::new(60));
+    db.0.execute(
+        "INSERT INTO orders (out_trade_no, openid, merchant_id, total_fee, body, spbill_create_ip, status, version, created_ms, updated_ms)
+         VALUES ('T0000001', 'o1', 'm', 10000, 'b', '1.2.3.4', 'PREPAID', 1, 0, 0)",
+        [],
+    )
+    .unwrap();
+    let credit = Write::Order {
+        seen: db.order("T0000001").seen(),
+        change: Change::Paid {
+            transaction_id: "4200".into(),
+            via: PaidVia::Notify,
+            attention: None,
+            fee: s.fee_of(Fen::new(10_000)),
+        },
+        now_ms: 5_000,
+    };
+    assert!(db.run(&store::batch(&[credit.clone()]).unwrap()));
+    db.audit();
+    // The same credit again (a duplicate decided on the old row) takes no second fee.
+    assert!(!db.run(&store::batch(&[credit]).unwrap()));
+    let balance = |now: u64| {
+        BalanceSnapshot::from_json(
+            &db.json(&store::balance_at("m", s.withdrawable_before(now)))
+                .unwrap(),
+        )
+        .unwrap()
+        .view()
+        .unwrap()
+        .balance
+    };
+    // Within the hold: nothing available but −60 (the fee), 10 000 held.
+    let b = balance(5_500);
+    assert_eq!((b.available, b.held.get(), b.fees.get()), (-60, 10_000, 60));
+    let w = |id: &str, now: u64| {
+        let Begin::Claim { batch, .. } = wflow::begin_with(None, "m", None, id.into(), now, &s)
+        else {
+            unreachable!()
+        };
+        db.run(&batch);
+        db.json(&store::withdrawal_by_id(id))
+            .map(|j| WithdrawalRow::from_json(&j).unwrap().amount_fen.get())
+    };
+    assert_eq!(w("w1", 5_500), None, "held orders are not withdrawn");
+    db.audit();
+    let b = balance(6_000);
+    assert_eq!((b.available, b.held.get()), (9_940, 0));
+    assert_eq!(w("w2", 6_000), Some(9_940), "paid − fee");
+    db.audit();
+}

@@ -14,7 +14,7 @@
 use sha2::{Digest, Sha256};
 
 use crate::flow::Decision;
-use crate::ledger::OrderStatus;
+use crate::ledger::{OrderStatus, Settlement};
 use crate::notify::{self, ExpectedPayment, Notify, NotifyError, Outcome};
 use crate::order::{Attention, OrderRow, PaidVia};
 use crate::sign::SignType;
@@ -338,12 +338,24 @@ pub struct Expect<'a> {
     pub mch_id: &'a str,
 }
 
-/// What a verified notify does to the order as read (`None`: we hold no such order).
+/// What a verified notify does to the order as read (`None`: we hold no such order),
+/// with no settlement fee.
 pub fn decide(
     n: &Notify,
     order: Option<&OrderRow>,
     expect: Expect<'_>,
     r: &Received<'_>,
+) -> Decision<Reply> {
+    decide_with(n, order, expect, r, &Settlement::default())
+}
+
+/// [`decide`] under the deployment's settlement rules (a credit takes the platform fee).
+pub fn decide_with(
+    n: &Notify,
+    order: Option<&OrderRow>,
+    expect: Expect<'_>,
+    r: &Received<'_>,
+    settlement: &Settlement,
 ) -> Decision<Reply> {
     let no = n.out_trade_no.as_str();
     let note =
@@ -389,6 +401,7 @@ pub fn decide(
                         transaction_id: n.transaction_id.clone(),
                         via: PaidVia::Notify,
                         attention,
+                        fee: settlement.fee_of(order.total_fee),
                     },
                     now_ms: r.now_ms,
                 },

@@ -15,7 +15,7 @@
 //! and every order is reached in turn.
 
 use crate::flow::Decision;
-use crate::ledger::OrderStatus;
+use crate::ledger::{OrderStatus, Settlement};
 use crate::order::{Attention, OrderRow, PaidVia};
 use crate::pay::{OrderQuery, PayError, Said, TradeState};
 use crate::store::{Change, Write};
@@ -37,6 +37,8 @@ pub struct Policy {
     pub backoff_max_ms: u64,
     /// How many due orders one run looks at (each is one or two subrequests).
     pub batch: u64,
+    /// The settlement rules a credit found here is taken under (the platform fee).
+    pub settlement: Settlement,
 }
 
 impl Default for Policy {
@@ -47,6 +49,7 @@ impl Default for Policy {
             backoff_min_ms: 10 * 60 * 1000,
             backoff_max_ms: 6 * 3600 * 1000,
             batch: 20,
+            settlement: Settlement::default(),
         }
     }
 }
@@ -210,6 +213,7 @@ pub fn after_query(
                             transaction_id: tx.to_owned(),
                             via: PaidVia::Reconciler,
                             attention: None,
+                            fee: policy.settlement.fee_of(order.total_fee),
                         },
                         now_ms,
                     }],

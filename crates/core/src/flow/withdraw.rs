@@ -61,7 +61,8 @@ pub enum Begin {
     Claim { withdrawal_id: String, batch: Batch },
 }
 
-/// The decision for a request, given the withdrawal its key already names (if any).
+/// The decision for a request, given the withdrawal its key already names (if any), with
+/// no settlement hold.
 pub fn begin(
     existing: Option<&WithdrawalRow>,
     merchant_id: &str,
@@ -69,12 +70,38 @@ pub fn begin(
     new_id: String,
     now_ms: u64,
 ) -> Begin {
+    begin_with(
+        existing,
+        merchant_id,
+        idempotency_key,
+        new_id,
+        now_ms,
+        &ledger::Settlement::default(),
+    )
+}
+
+/// [`begin`] under the deployment's settlement rules: orders still in their hold are not
+/// claimed.
+pub fn begin_with(
+    existing: Option<&WithdrawalRow>,
+    merchant_id: &str,
+    idempotency_key: Option<&str>,
+    new_id: String,
+    now_ms: u64,
+    settlement: &ledger::Settlement,
+) -> Begin {
     if let Some(w) = existing {
         return Begin::Replay {
             withdrawal_id: w.withdrawal_id.clone(),
         };
     }
-    let batch = store::withdrawal_batch(&new_id, merchant_id, idempotency_key, now_ms);
+    let batch = store::withdrawal_batch(
+        &new_id,
+        merchant_id,
+        idempotency_key,
+        now_ms,
+        settlement.withdrawable_before(now_ms),
+    );
     Begin::Claim {
         withdrawal_id: new_id,
         batch,
