@@ -618,7 +618,7 @@ fn settlement_fee_and_hold_keep_the_ledger_exact() {
         },
         now_ms: 5_000,
     };
-    assert!(db.run(&store::batch(&[credit.clone()]).unwrap()));
+    assert!(db.run(&store::batch(std::slice::from_ref(&credit)).unwrap()));
     db.audit();
     // The same credit again (a duplicate decided on the old row) takes no second fee.
     assert!(!db.run(&store::batch(&[credit]).unwrap()));
