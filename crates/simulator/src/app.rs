@@ -15,10 +15,12 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 use wxedge_core::crypt::{self, Watermark};
 use wxedge_core::v3::jsapi;
+use wxedge_core::v3::refund as v3refund;
 use wxedge_core::{Params, pay, random};
 
 use crate::faults::{self, FaultRequest, Kind, Target};
-use crate::state::{Api, Order, State, TradeState, User};
+use crate::refunds::{self, Ask, OrderRef};
+use crate::state::{Api, Order, Refund, RefundSource, RefundStatus, State, TradeState, User};
 use crate::{PREPAY_TTL_MS, SimState, notifier};
 
 fn fail(status: StatusCode, msg: impl Into<String>) -> Response {
@@ -341,7 +343,7 @@ pub async fn pay(sim: SimState, body: Bytes) -> Response {
         let out_trade_no = o.out_trade_no.clone();
         (
             transaction_id,
-            faults::take_notify(&mut st.faults, &out_trade_no),
+            faults::take_notify(&mut st.faults, Target::Notify, &out_trade_no),
         )
     };
     notifier::schedule(&sim.0, key, notify_faults);
@@ -359,14 +361,133 @@ fn query_param(query: &Option<String>, key: &str) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
-/// `GET /sim/notifications[?out_trade_no=…]`: every delivery attempt, oldest first.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RefundByHand {
+    out_trade_no: String,
+    amount_fen: u64,
+    out_refund_no: Option<String>,
+    reason: Option<String>,
+    /// What the refund ends as: SUCCESS (default), ABNORMAL or CLOSED.
+    ends: Option<RefundStatus>,
+}
+
+fn refund_fail(status: StatusCode, code: &str, msg: impl Into<String>) -> Response {
+    (
+        status,
+        Json(json!({ "errMsg": format!("refund:fail {}", msg.into()), "code": code })),
+    )
+        .into_response()
+}
+
+/// `POST /sim/refund {out_trade_no, amount_fen, out_refund_no?, reason?, ends?}`: a refund
+/// made by hand in the merchant platform, under WeChat's rules; its REFUND.* notify goes to
+/// the order's notify_url, about a refund the merchant never asked for.
+pub async fn refund(sim: SimState, body: Bytes) -> Response {
+    let req: RefundByHand = match parse(&body) {
+        Ok(r) => r,
+        Err(res) => return *res,
+    };
+    if req.amount_fen == 0 {
+        return refund_fail(
+            StatusCode::BAD_REQUEST,
+            "PARAM_ERROR",
+            "amount_fen must be at least 1",
+        );
+    }
+    if req.ends == Some(RefundStatus::Processing) {
+        return refund_fail(
+            StatusCode::BAD_REQUEST,
+            "PARAM_ERROR",
+            "ends must be SUCCESS, ABNORMAL or CLOSED",
+        );
+    }
+    let mch_id = sim
+        .state()
+        .orders
+        .values()
+        .find(|o| o.out_trade_no == req.out_trade_no)
+        .map(|o| o.mch_id.clone());
+    if let Some(m) = &mch_id
+        && !sim.config.v3.contains_key(m)
+    {
+        return refund_fail(
+            StatusCode::CONFLICT,
+            "NO_AUTH",
+            format!("merchant {m} has no APIv3 key: wxsim sends refund notifies in APIv3 only"),
+        );
+    }
+    let out_refund_no = match req.out_refund_no {
+        Some(no) if v3refund::is_valid_out_refund_no(&no) => no,
+        Some(_) => {
+            return refund_fail(
+                StatusCode::BAD_REQUEST,
+                "PARAM_ERROR",
+                "out_refund_no must be 1 to 64 characters of [0-9A-Za-z_-|*@]",
+            );
+        }
+        None => {
+            let seq = sim.state_mut().take_seq();
+            format!("MP{}{seq:08}", pay::wechat_time(sim.now_ms() / 1000))
+        }
+    };
+    let ask = Ask {
+        out_refund_no,
+        refund_fee: req.amount_fen,
+        total_fee: None,
+        reason: req.reason,
+        notify_url: None,
+        source: RefundSource::MerchantPlatform,
+        ends: req.ends.unwrap_or(RefundStatus::Success),
+    };
+    match refunds::refund(&sim.0, None, OrderRef::OutTradeNo(&req.out_trade_no), ask) {
+        Ok((r, fresh)) => Json(json!({
+            "errMsg": "refund:ok",
+            "replayed": !fresh,
+            "refund": refund_json(&r),
+        }))
+        .into_response(),
+        Err(refusal) => refund_fail(
+            StatusCode::from_u16(refusal.status()).unwrap_or(StatusCode::BAD_REQUEST),
+            refusal.code(),
+            refusal.message(),
+        ),
+    }
+}
+
+fn refund_json(r: &Refund) -> Value {
+    json!({
+        "out_refund_no": r.out_refund_no,
+        "refund_id": r.refund_id,
+        "out_trade_no": r.out_trade_no,
+        "transaction_id": r.transaction_id,
+        "refund_fee": r.refund_fee,
+        "total_fee": r.total_fee,
+        "status": r.status,
+        "source": r.source,
+        "reason": r.reason,
+        "notify_url": r.notify_url,
+        "create_time": r.create_time,
+        "success_time": r.success_time,
+        "notify": r.notify,
+    })
+}
+
+/// `GET /sim/notifications[?out_trade_no=…][&out_refund_no=…]`: every delivery attempt,
+/// payments' and refunds', oldest first.
 pub async fn notifications(sim: SimState, RawQuery(query): RawQuery) -> Response {
     let want = query_param(&query, "out_trade_no");
+    let want_refund = query_param(&query, "out_refund_no");
     let st = sim.state();
     let list: Vec<&crate::state::Delivery> = st
         .deliveries
         .iter()
         .filter(|d| want.as_ref().is_none_or(|w| *w == d.out_trade_no))
+        .filter(|d| {
+            want_refund
+                .as_ref()
+                .is_none_or(|w| d.out_refund_no.as_ref() == Some(w))
+        })
         .collect();
     Json(json!({ "notifications": list })).into_response()
 }
@@ -375,23 +496,39 @@ pub async fn notifications(sim: SimState, RawQuery(query): RawQuery) -> Response
 pub async fn order(sim: SimState, Path(out_trade_no): Path<String>) -> Response {
     let st = sim.state();
     match st.orders.values().find(|o| o.out_trade_no == out_trade_no) {
-        Some(o) => Json(json!({
-            "api": o.api,
-            "appid": o.appid,
-            "mch_id": o.mch_id,
-            "out_trade_no": o.out_trade_no,
-            "total_fee": o.total_fee,
-            "trade_state": o.state.as_str(),
-            "trade_type": o.trade_type,
-            "sign_type": o.sign_type,
-            "openid": o.openid,
-            "notify_url": o.notify_url,
-            "prepay_id": o.prepay_id,
-            "transaction_id": o.transaction_id,
-            "time_end": o.time_end,
-            "notify": o.notify,
-        }))
-        .into_response(),
+        Some(o) => {
+            let mut refunds: Vec<&Refund> = st
+                .refunds
+                .values()
+                .filter(|r| r.mch_id == o.mch_id && r.out_trade_no == o.out_trade_no)
+                .collect();
+            refunds.sort_by_key(|r| (r.created_ms, r.refund_id.clone()));
+            // What has left the merchant: every refund but the CLOSED ones.
+            let refunded_fee: u64 = refunds
+                .iter()
+                .filter(|r| r.status != RefundStatus::Closed)
+                .map(|r| r.refund_fee)
+                .sum();
+            Json(json!({
+                "api": o.api,
+                "appid": o.appid,
+                "mch_id": o.mch_id,
+                "out_trade_no": o.out_trade_no,
+                "total_fee": o.total_fee,
+                "trade_state": o.state.as_str(),
+                "trade_type": o.trade_type,
+                "sign_type": o.sign_type,
+                "openid": o.openid,
+                "notify_url": o.notify_url,
+                "prepay_id": o.prepay_id,
+                "transaction_id": o.transaction_id,
+                "time_end": o.time_end,
+                "notify": o.notify,
+                "refunded_fee": refunded_fee,
+                "refunds": refunds.iter().map(|r| refund_json(r)).collect::<Vec<_>>(),
+            }))
+            .into_response()
+        }
         None => fail(
             StatusCode::NOT_FOUND,
             format!("no order {out_trade_no}: unifiedorder never saw it"),

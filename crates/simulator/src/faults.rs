@@ -22,6 +22,13 @@ pub enum Target {
     Pay,
     /// The notify WeChat sends after a payment.
     Notify,
+    /// `POST /v3/refund/domestic/refunds`, the refund request.
+    Refund,
+    /// `GET /v3/refund/domestic/refunds/{out_refund_no}`.
+    RefundQuery,
+    /// The REFUND.* notify WeChat sends when a refund ends (its own target, so a fault
+    /// meant for a payment's notify never hits a refund's, or the other way round).
+    RefundNotify,
 }
 
 /// What goes wrong.
@@ -67,6 +74,12 @@ pub enum Kind {
     Skewed,
     /// v3 notify: first one, correctly signed, whose GCM tag is corrupted.
     BadTag,
+    /// The refund is accepted (PROCESSING) but ends ABNORMAL (the payer's card was
+    /// cancelled or frozen): a REFUND.ABNORMAL notify.
+    RefundAbnormal,
+    /// The refund is accepted (PROCESSING) but ends CLOSED (no money left): a
+    /// REFUND.CLOSED notify.
+    RefundClosed,
 }
 
 /// How far the `skewed` notify's timestamp is off: twice WeChat's 5-minute window.
@@ -76,19 +89,29 @@ impl Kind {
     fn allowed(self, target: Target) -> bool {
         use Kind::*;
         use Target::*;
+        let notify = matches!(target, Notify | RefundNotify);
         match self {
-            Http500 | Timeout => !matches!(target, Notify | Pay),
-            SystemError => !matches!(target, Notify | Pay),
+            Http500 | Timeout | SystemError => !notify && target != Pay,
             NotEnough => target == Pay,
-            Duplicate | OutOfOrder | WrongSign | WrongAmount | Drop => target == Notify,
-            Signtest | Skewed | BadTag => target == Notify,
-            RotatedKey => matches!(target, Notify | Jsapi | Query | Close),
+            Duplicate | OutOfOrder | WrongSign | WrongAmount | Drop => notify,
+            Signtest | Skewed => notify,
+            // The core builds no refund notify with a broken tag.
+            BadTag => target == Notify,
+            RotatedKey => notify || matches!(target, Jsapi | Query | Close | Refund | RefundQuery),
             ErrCode => matches!(
                 target,
-                Unifiedorder | Orderquery | Closeorder | Jsapi | Query | Close
+                Unifiedorder
+                    | Orderquery
+                    | Closeorder
+                    | Jsapi
+                    | Query
+                    | Close
+                    | Refund
+                    | RefundQuery
             ),
             Ignored => matches!(target, Closeorder | Close),
             TradeState => matches!(target, Orderquery | Query),
+            RefundAbnormal | RefundClosed => target == Refund,
         }
     }
 }
@@ -102,7 +125,8 @@ pub struct FaultRequest {
     /// How many matching calls it applies to (default 1).
     #[serde(default = "one")]
     pub count: u32,
-    /// Only calls about this order (pay targets and notify).
+    /// Only calls about this order (pay, notify and refund targets; a refund's by the
+    /// out_trade_no of the order it refunds).
     pub out_trade_no: Option<String>,
     /// For `timeout` (default 10 000) and `out_of_order` (default 1 000).
     pub delay_ms: Option<u64>,
@@ -135,12 +159,15 @@ impl FaultRequest {
     pub fn into_fault(self, id: u64) -> Result<Fault, String> {
         if !self.kind.allowed(self.target) {
             return Err(format!(
-                "fault kind {:?} does not apply to target {:?}: http_500, timeout and system_error \
-                 apply to jscode2session, unifiedorder, orderquery, closeorder, jsapi, query and \
-                 close; not_enough to pay; duplicate, out_of_order, wrong_sign, wrong_amount, drop, \
-                 signtest, skewed and bad_tag to notify; rotated_key to notify, jsapi, query and \
-                 close; err_code to unifiedorder, orderquery, closeorder, jsapi, query and close; \
-                 trade_state to orderquery and query; ignored to closeorder and close",
+                "fault kind {:?} does not apply to target {:?}: http500, timeout and system_error \
+                 apply to jscode2session, unifiedorder, orderquery, closeorder, jsapi, query, \
+                 close, refund and refund_query; not_enough to pay; duplicate, out_of_order, \
+                 wrong_sign, wrong_amount, drop, signtest and skewed to notify and refund_notify; \
+                 bad_tag to notify; rotated_key to notify, refund_notify, jsapi, query, close, \
+                 refund and refund_query; err_code to unifiedorder, orderquery, closeorder, \
+                 jsapi, query, close, refund and refund_query; trade_state to orderquery and \
+                 query; ignored to closeorder and close; refund_abnormal and refund_closed to \
+                 refund",
                 self.kind, self.target
             ));
         }
@@ -211,12 +238,12 @@ pub fn take(faults: &mut Vec<Fault>, target: Target, out_trade_no: Option<&str>)
     Some(fault)
 }
 
-/// Takes one use of every notify fault matching `out_trade_no` (one of each kind), so
-/// a duplicate and a forgery can hit the same notify.
-pub fn take_notify(faults: &mut Vec<Fault>, out_trade_no: &str) -> Vec<Fault> {
+/// Takes one use of every fault of `target` (`notify` or `refund_notify`) matching
+/// `out_trade_no` (one of each kind), so a duplicate and a forgery can hit the same notify.
+pub fn take_notify(faults: &mut Vec<Fault>, target: Target, out_trade_no: &str) -> Vec<Fault> {
     let mut taken: Vec<Fault> = Vec::new();
     while let Some(i) = faults.iter().position(|f| {
-        f.target == Target::Notify
+        f.target == target
             && !taken.iter().any(|t| t.kind == f.kind)
             && f.out_trade_no.as_deref().is_none_or(|w| w == out_trade_no)
     }) {
@@ -254,6 +281,22 @@ mod tests {
                 .is_err()
         );
         assert!(req(Target::Pay, Kind::NotEnough).into_fault(1).is_ok());
+        assert!(req(Target::RefundNotify, Kind::Drop).into_fault(1).is_ok());
+        assert!(
+            req(Target::RefundNotify, Kind::BadTag)
+                .into_fault(1)
+                .is_err()
+        );
+        assert!(
+            req(Target::Refund, Kind::RefundClosed)
+                .into_fault(1)
+                .is_ok()
+        );
+        assert!(
+            req(Target::Query, Kind::RefundAbnormal)
+                .into_fault(1)
+                .is_err()
+        );
     }
 
     #[test]
@@ -274,9 +317,13 @@ mod tests {
             req(Target::Notify, Kind::Duplicate).into_fault(1).unwrap(),
             req(Target::Notify, Kind::WrongSign).into_fault(2).unwrap(),
         ];
-        let kinds: Vec<Kind> = take_notify(&mut f, "X").iter().map(|f| f.kind).collect();
+        let kinds: Vec<Kind> = take_notify(&mut f, Target::Notify, "X")
+            .iter()
+            .map(|f| f.kind)
+            .collect();
         assert_eq!(kinds, [Kind::Duplicate, Kind::WrongSign]);
-        assert_eq!(take_notify(&mut f, "Y").len(), 2);
+        assert!(take_notify(&mut f, Target::RefundNotify, "Y").is_empty());
+        assert_eq!(take_notify(&mut f, Target::Notify, "Y").len(), 2);
         assert!(f.is_empty());
     }
 }

@@ -1,7 +1,8 @@
 //! # wxsim: a local WeChat
 //!
 //! Plays WeChat's servers (`/sns/jscode2session`, `/pay/unifiedorder`, `/pay/orderquery`,
-//! `/pay/closeorder`, and the async payment notify with its retries) and the WeChat app
+//! `/pay/closeorder`, their APIv3 counterparts, APIv3 refunds, and the async payment and
+//! refund notifies with their retries) and the WeChat app
 //! (`/sim/login`, `/sim/userinfo`, `/sim/pay`), so the whole mini-program flow runs on one
 //! machine without a merchant licence.
 //!
@@ -15,14 +16,16 @@
 //! | [`state`] | codes, users, orders, the delivery log: plain data, persisted by `--state` |
 //! | [`faults`] | injected failures, consumed by matching calls |
 //! | [`wechat`] | WeChat's server endpoints (v2 XML, jscode2session) |
-//! | [`wechat_v3`] | WeChat Pay APIv3: JSAPI prepay, query, close, signed like WeChat |
+//! | [`wechat_v3`] | WeChat Pay APIv3: JSAPI prepay, query, close, refund and its query, signed like WeChat |
+//! | [`refunds`] | WeChat's refund rules (API and by hand) and a refund's course to its REFUND.* notify |
 //! | [`app`] | the app's side and the `/sim/*` controls |
-//! | [`notifier`] | delivering notifies on WeChat's retry schedule |
+//! | [`notifier`] | delivering notifies (payments' and refunds') on WeChat's retry schedule |
 
 pub mod app;
 pub mod config;
 pub mod faults;
 pub mod notifier;
+pub mod refunds;
 pub mod state;
 pub mod wechat;
 pub mod wechat_v3;
@@ -37,6 +40,8 @@ use axum::extract::{DefaultBodyLimit, Request, State as AxumState};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
+
+use wxedge_core::v3::refund::REFUND_PATH;
 
 use crate::config::Config;
 use crate::state::State;
@@ -61,7 +66,13 @@ pub struct Options {
     pub notify_timeout: Duration,
     /// Where the state is kept across restarts.
     pub state_file: Option<PathBuf>,
+    /// How long a refund stays PROCESSING before it ends, in WeChat's time: multiplied by
+    /// `time_scale` like the retry delays.
+    pub refund_delay: Duration,
 }
+
+/// A refund's PROCESSING time unless `--refund-delay-ms` says otherwise.
+pub const DEFAULT_REFUND_DELAY_MS: u64 = 1000;
 
 impl Default for Options {
     fn default() -> Self {
@@ -70,6 +81,7 @@ impl Default for Options {
             notify_sign_type: false,
             notify_timeout: Duration::from_secs(5),
             state_file: None,
+            refund_delay: Duration::from_millis(DEFAULT_REFUND_DELAY_MS),
         }
     }
 }
@@ -194,9 +206,15 @@ pub fn router(sim: Arc<Sim>) -> Router {
             "/v3/pay/transactions/out-trade-no/{out_trade_no}/close",
             post(wechat_v3::close),
         )
+        .route(REFUND_PATH, post(wechat_v3::refund))
+        .route(
+            "/v3/refund/domestic/refunds/{out_refund_no}",
+            get(wechat_v3::refund_query),
+        )
         .route("/sim/login", post(app::login))
         .route("/sim/userinfo", post(app::userinfo))
         .route("/sim/pay", post(app::pay))
+        .route("/sim/refund", post(app::refund))
         .route("/sim/notifications", get(app::notifications))
         .route("/sim/orders/{out_trade_no}", get(app::order))
         .route(
@@ -241,6 +259,7 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     notifier::resume(&sim);
+    refunds::resume(&sim);
     if sim.options.state_file.is_some() {
         let saver = Arc::clone(&sim);
         tokio::spawn(async move {

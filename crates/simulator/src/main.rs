@@ -31,17 +31,24 @@ enum LogFormat {
 ///   POST /v3/pay/transactions/jsapi                             (APIv3: JSON, Authorization
 ///   GET  /v3/pay/transactions/out-trade-no/{no}?mchid=           WECHATPAY2-SHA256-RSA2048,
 ///   POST /v3/pay/transactions/out-trade-no/{no}/close            answers signed Wechatpay-*)
+///   POST /v3/refund/domestic/refunds                            (APIv3 refund, of v2 or v3
+///   GET  /v3/refund/domestic/refunds/{out_refund_no}             orders: PROCESSING, then
+///                                                                SUCCESS after --refund-delay-ms)
 ///   and, after a payment, the signed notify POSTed to the order's notify_url (v2 XML, or the
-///   v3 JSON envelope for a v3 order), retried on WeChat's schedule (15s 15s 30s 3m 10m 20m
-///   30m 30m 30m 60m 3h 3h 3h 6h 6h) until acknowledged.
+///   v3 JSON envelope for a v3 order), and when a refund ends its v3 REFUND.* notify to the
+///   refund's notify_url, retried on WeChat's schedule (15s 15s 30s 3m 10m 20m 30m 30m 30m
+///   60m 3h 3h 3h 6h 6h) until acknowledged.
 ///
 /// The WeChat app (JSON), for scripts and tests:
 ///   POST /sim/login {appid, openid?}            -> {code, openid}       (wx.login)
 ///   POST /sim/userinfo {appid, openid, profile?} -> {encryptedData, iv, rawData, signature, userInfo}
 ///   POST /sim/pay {timeStamp, nonceStr, package, signType, paySign, appId?}   (wx.requestPayment)
-///   GET  /sim/notifications[?out_trade_no=]    the notify delivery log
-///   GET  /sim/orders/{out_trade_no}            an order as WeChat holds it
-///   POST /sim/faults {target, kind, count?, out_trade_no?, delay_ms?}   inject failures
+///   POST /sim/refund {out_trade_no, amount_fen, out_refund_no?, reason?, ends?}
+///                                              a refund by hand in the merchant platform
+///   GET  /sim/notifications[?out_trade_no=&out_refund_no=]   the notify delivery log
+///   GET  /sim/orders/{out_trade_no}            an order as WeChat holds it, with its refunds
+///   POST /sim/faults {target, kind, count?, out_trade_no?, delay_ms?, err_code?, trade_state?}
+///                                              inject failures
 ///   GET|DELETE /sim/faults                     list | drop the faults not used up
 ///   POST /sim/clock {advance_secs}             move simulated time forward
 ///   POST /sim/reset                            forget everything
@@ -86,7 +93,13 @@ struct Args {
     #[arg(long, default_value_t = 5000)]
     notify_timeout_ms: u64,
 
-    /// Keep the state (codes, users, orders, pending notifies) in FILE across restarts.
+    /// How long a refund stays PROCESSING before it ends (SUCCESS, or ABNORMAL/CLOSED by a
+    /// fault) and its REFUND.* notify goes out, in milliseconds of WeChat's time:
+    /// multiplied by --time-scale like the retry delays.
+    #[arg(long, env = "WXSIM_REFUND_DELAY_MS", default_value_t = wxsim::DEFAULT_REFUND_DELAY_MS)]
+    refund_delay_ms: u64,
+
+    /// Keep the state (codes, users, orders, refunds, pending notifies) in FILE across restarts.
     #[arg(long = "state", env = "WXSIM_STATE", value_name = "FILE")]
     state_file: Option<PathBuf>,
 
@@ -180,6 +193,7 @@ async fn main() -> ExitCode {
         notify_sign_type: matches!(args.notify_sign_type, NotifySignType::Include),
         notify_timeout: Duration::from_millis(args.notify_timeout_ms),
         state_file: args.state_file.clone(),
+        refund_delay: Duration::from_millis(args.refund_delay_ms),
     };
     let listener = match tokio::net::TcpListener::bind(args.listen).await {
         Ok(l) => l,

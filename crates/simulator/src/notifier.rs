@@ -3,7 +3,9 @@
 //! order placed through APIv3 gets the v3 notify instead: the JSON envelope with its
 //! resource encrypted under the merchant's APIv3 key, signed in the `Wechatpay-*` headers,
 //! acknowledged by HTTP 200 or 204 (支付成功回调通知, <https://pay.weixin.qq.com/doc/v3/merchant/4012791836>);
-//! same schedule, same delivery log.
+//! same schedule, same delivery log. A refund that ends (SUCCESS, ABNORMAL, CLOSED) gets
+//! its REFUND.* notify the same way: always v3 (refunds are an APIv3 call), to the
+//! refund's notify_url.
 //!
 //! Every attempt lands in the delivery log (`/sim/notifications`), so a test can see what
 //! the receiver answered each time and when.
@@ -14,13 +16,63 @@ use std::time::Duration;
 use wxedge_core::notify::{self, PaidNotice, RETRY_SCHEDULE_SECS};
 use wxedge_core::pay::Merchant;
 use wxedge_core::v3::notify as v3notify;
+use wxedge_core::v3::refund as v3refund;
 use wxedge_core::v3::verify;
-use wxedge_core::{Fen, random};
+use wxedge_core::{Fen, pay, random};
 
 use crate::Sim;
 use crate::faults::{Fault, Kind, SKEW_SECS};
-use crate::state::{Api, Delivery, Order, TradeState};
+use crate::state::{Api, Delivery, NotifyProgress, Order, Refund, State, TradeState};
 use crate::wechat_v3::rfc3339;
+
+/// What a notify is about: a paid order (by order key) or an ended refund (by refund key).
+#[derive(Debug, Clone)]
+pub enum Subject {
+    Payment(String),
+    Refund(String),
+}
+
+impl Subject {
+    fn progress<'a>(&self, st: &'a mut State) -> Option<&'a mut NotifyProgress> {
+        match self {
+            Subject::Payment(k) => st.orders.get_mut(k).map(|o| &mut o.notify),
+            Subject::Refund(k) => st.refunds.get_mut(k).map(|r| &mut r.notify),
+        }
+    }
+}
+
+/// What the delivery log says of a notify, whatever its subject.
+struct About {
+    out_trade_no: String,
+    url: String,
+    out_refund_no: Option<String>,
+    event_type: Option<String>,
+}
+
+impl About {
+    fn of(st: &State, subject: &Subject) -> Option<About> {
+        Some(match subject {
+            Subject::Payment(k) => {
+                let o = st.orders.get(k)?;
+                About {
+                    out_trade_no: o.out_trade_no.clone(),
+                    url: o.notify_url.clone(),
+                    out_refund_no: None,
+                    event_type: None,
+                }
+            }
+            Subject::Refund(k) => {
+                let r = st.refunds.get(k)?;
+                About {
+                    out_trade_no: r.out_trade_no.clone(),
+                    url: r.notify_url.clone(),
+                    out_refund_no: Some(r.out_refund_no.clone()),
+                    event_type: r.status.wechat().event().map(str::to_owned),
+                }
+            }
+        })
+    }
+}
 
 /// One notify ready to POST.
 struct Outgoing {
@@ -33,23 +85,35 @@ struct Outgoing {
 
 /// Starts delivering the notify of a just-paid order.
 pub fn schedule(sim: &Arc<Sim>, order_key: String, faults: Vec<Fault>) {
-    let sim = Arc::clone(sim);
-    tokio::spawn(async move { deliver(sim, order_key, faults).await });
+    schedule_about(sim, Subject::Payment(order_key), faults);
 }
 
-/// After a restart with `--state`, picks up the notifies that were not acknowledged yet.
+/// Starts delivering the notify of `subject` (a paid order or an ended refund).
+pub fn schedule_about(sim: &Arc<Sim>, subject: Subject, faults: Vec<Fault>) {
+    let sim = Arc::clone(sim);
+    tokio::spawn(async move { deliver(sim, subject, faults).await });
+}
+
+/// After a restart with `--state`, picks up the notifies that were not acknowledged yet,
+/// of payments and of refunds that ended.
 pub fn resume(sim: &Arc<Sim>) {
-    let pending: Vec<String> = sim
-        .state()
-        .orders
-        .iter()
-        .filter(|(_, o)| {
-            o.state == TradeState::Success && !o.notify.acknowledged && !o.notify.gave_up
-        })
-        .map(|(k, _)| k.clone())
-        .collect();
-    for key in pending {
-        schedule(sim, key, Vec::new());
+    let pending = |n: &NotifyProgress| !n.acknowledged && !n.gave_up;
+    let subjects: Vec<Subject> = {
+        let st = sim.state();
+        let payments = st
+            .orders
+            .iter()
+            .filter(|(_, o)| o.state == TradeState::Success && pending(&o.notify))
+            .map(|(k, _)| Subject::Payment(k.clone()));
+        let refunds = st
+            .refunds
+            .iter()
+            .filter(|(_, r)| r.status.wechat().event().is_some() && pending(&r.notify))
+            .map(|(k, _)| Subject::Refund(k.clone()));
+        payments.chain(refunds).collect()
+    };
+    for subject in subjects {
+        schedule_about(sim, subject, Vec::new());
     }
 }
 
@@ -75,11 +139,6 @@ fn outgoing(sim: &Sim, order: &Order, tamper: Option<Kind>, rotated: bool) -> Op
 /// bytes are signed, with which key, at which time.
 fn v3_outgoing(sim: &Sim, order: &Order, tamper: Option<Kind>, rotated: bool) -> Option<Outgoing> {
     let merchant = sim.config.v3.get(&order.mch_id)?;
-    let key = if rotated {
-        sim.config.rotated_key.as_ref()?
-    } else {
-        sim.config.wechat_key.as_ref()?
-    };
     let total = order.total_fee + u64::from(tamper == Some(Kind::WrongAmount));
     let resource_nonce = random::alphanumeric(12).ok()?;
     let notify_id = format!("EV-{}", random::alphanumeric(24).ok()?);
@@ -101,6 +160,43 @@ fn v3_outgoing(sim: &Sim, order: &Order, tamper: Option<Kind>, rotated: bool) ->
         v3notify::build_paid_notify(&merchant.api_v3_key, &notice)
     }
     .ok()?;
+    signed_v3(sim, body, tamper, rotated)
+}
+
+/// A refund's REFUND.* notify (`wrong_amount`: for 1 fen more), built by the core.
+fn refund_outgoing(
+    sim: &Sim,
+    refund: &Refund,
+    tamper: Option<Kind>,
+    rotated: bool,
+) -> Option<Outgoing> {
+    let merchant = sim.config.v3.get(&refund.mch_id)?;
+    let mut state = refund.wire();
+    if tamper == Some(Kind::WrongAmount) {
+        state.refund = Fen::new(refund.refund_fee + 1);
+    }
+    let nonce = random::alphanumeric(12).ok()?;
+    let notify_id = format!("EV-{}", random::alphanumeric(24).ok()?);
+    let create_time = rfc3339(&pay::wechat_time(sim.now_ms() / 1000));
+    let body = v3refund::build_notify(
+        &merchant.api_v3_key,
+        &notify_id,
+        &refund.mch_id,
+        &state,
+        &create_time,
+        &nonce,
+    )
+    .ok()?;
+    signed_v3(sim, body, tamper, rotated)
+}
+
+/// `body` with its `Wechatpay-*` headers; `rotated`: signed with wxsim's second key.
+fn signed_v3(sim: &Sim, body: String, tamper: Option<Kind>, rotated: bool) -> Option<Outgoing> {
+    let key = if rotated {
+        sim.config.rotated_key.as_ref()?
+    } else {
+        sim.config.wechat_key.as_ref()?
+    };
     let timestamp = sim.wall_secs()
         - if tamper == Some(Kind::Skewed) {
             SKEW_SECS
@@ -191,17 +287,34 @@ fn error_text(e: &reqwest::Error) -> String {
     }
 }
 
+/// A copy of what a notify is about.
+enum Held {
+    Order(Box<Order>),
+    Refund(Box<Refund>),
+}
+
 /// Sends one notify and logs it; returns whether it was acknowledged.
 async fn attempt(
     sim: &Sim,
-    key: &str,
+    subject: &Subject,
     kind: Option<Kind>,
     attempt: u32,
     rotated: bool,
 ) -> Option<bool> {
-    let order = sim.state().orders.get(key).cloned()?;
-    let out = outgoing(sim, &order, kind, rotated)?;
-    let (status, answer, success, error) = post(sim, &order.notify_url, out).await;
+    // A copy, so the lock is not held while signing.
+    let (about, what) = {
+        let st = sim.state();
+        let what = match subject {
+            Subject::Payment(k) => Held::Order(Box::new(st.orders.get(k)?.clone())),
+            Subject::Refund(k) => Held::Refund(Box::new(st.refunds.get(k)?.clone())),
+        };
+        (About::of(&st, subject)?, what)
+    };
+    let out = match &what {
+        Held::Order(order) => outgoing(sim, order, kind, rotated),
+        Held::Refund(refund) => refund_outgoing(sim, refund, kind, rotated),
+    }?;
+    let (status, answer, success, error) = post(sim, &about.url, out).await;
     let kind_name = match kind {
         None => "notify",
         Some(Kind::Duplicate) => "duplicate",
@@ -213,7 +326,8 @@ async fn attempt(
         Some(_) => "notify",
     };
     tracing::info!(
-        out_trade_no = %order.out_trade_no,
+        out_trade_no = %about.out_trade_no,
+        out_refund_no = about.out_refund_no.as_deref(),
         kind = kind_name,
         attempt,
         status,
@@ -224,54 +338,64 @@ async fn attempt(
     let mut st = sim.state_mut();
     st.log_delivery(Delivery {
         seq: 0,
-        out_trade_no: order.out_trade_no.clone(),
+        out_trade_no: about.out_trade_no,
         kind: kind_name.into(),
         attempt,
         at_ms,
-        url: order.notify_url.clone(),
+        url: about.url,
         status,
         answer,
         success,
         error,
+        out_refund_no: about.out_refund_no,
+        event_type: about.event_type,
     });
     if kind.is_none()
-        && let Some(o) = st.orders.get_mut(key)
+        && let Some(p) = subject.progress(&mut st)
     {
-        o.notify.attempts = attempt;
-        o.notify.acknowledged |= success;
+        p.attempts = attempt;
+        p.acknowledged |= success;
     }
     Some(success)
 }
 
 /// A lost notify: logged (kind `dropped`, nothing sent) so a test can see it happened.
-fn drop_notify(sim: &Sim, key: &str) {
+fn drop_notify(sim: &Sim, subject: &Subject) {
     let at_ms = sim.now_ms();
     let mut st = sim.state_mut();
-    let Some(order) = st.orders.get_mut(key) else {
+    let Some(about) = About::of(&st, subject) else {
         return;
     };
-    order.notify.gave_up = true;
-    let (out_trade_no, url) = (order.out_trade_no.clone(), order.notify_url.clone());
-    tracing::info!(%out_trade_no, kind = "dropped", "notify dropped by a fault");
+    if let Some(p) = subject.progress(&mut st) {
+        p.gave_up = true;
+    }
+    tracing::info!(
+        out_trade_no = %about.out_trade_no,
+        out_refund_no = about.out_refund_no.as_deref(),
+        kind = "dropped",
+        "notify dropped by a fault"
+    );
     st.log_delivery(Delivery {
         seq: 0,
-        out_trade_no,
+        out_trade_no: about.out_trade_no,
         kind: "dropped".into(),
         attempt: 0,
         at_ms,
-        url,
+        url: about.url,
         status: None,
         answer: String::new(),
         success: false,
         error: Some("dropped by an injected fault: never sent".into()),
+        out_refund_no: about.out_refund_no,
+        event_type: about.event_type,
     });
 }
 
-async fn deliver(sim: Arc<Sim>, key: String, faults: Vec<Fault>) {
+async fn deliver(sim: Arc<Sim>, subject: Subject, faults: Vec<Fault>) {
     let generation = sim.generation();
     let has = |k: Kind| faults.iter().find(|f| f.kind == k);
     if has(Kind::Drop).is_some() {
-        drop_notify(&sim, &key);
+        drop_notify(&sim, &subject);
         return;
     }
     if let Some(f) = has(Kind::OutOfOrder) {
@@ -280,12 +404,11 @@ async fn deliver(sim: Arc<Sim>, key: String, faults: Vec<Fault>) {
     // WeChat switched keys: every try of this notify is signed with the second one.
     let rotated = has(Kind::RotatedKey).is_some();
     // The v3-only forgeries (probe, stale timestamp, broken tag) have no v2 form: a v2
-    // order skips them (the fault is still used up).
-    let is_v3 = sim
-        .state()
-        .orders
-        .get(&key)
-        .is_some_and(|o| o.api == Api::V3);
+    // order skips them (the fault is still used up). Refund notifies are always v3.
+    let is_v3 = match &subject {
+        Subject::Payment(k) => sim.state().orders.get(k).is_some_and(|o| o.api == Api::V3),
+        Subject::Refund(_) => true,
+    };
     for forged in [
         Kind::WrongSign,
         Kind::WrongAmount,
@@ -295,32 +418,28 @@ async fn deliver(sim: Arc<Sim>, key: String, faults: Vec<Fault>) {
     ] {
         let v3_only = matches!(forged, Kind::Signtest | Kind::Skewed | Kind::BadTag);
         if has(forged).is_some() && (is_v3 || !v3_only) && sim.generation() == generation {
-            attempt(&sim, &key, Some(forged), 1, rotated).await;
+            attempt(&sim, &subject, Some(forged), 1, rotated).await;
         }
     }
-    let mut n = sim
-        .state()
-        .orders
-        .get(&key)
-        .map_or(0, |o| o.notify.attempts);
+    let mut n = subject.progress(&mut sim.state()).map_or(0, |p| p.attempts);
     loop {
         if sim.generation() != generation {
             return;
         }
         n += 1;
-        let Some(success) = attempt(&sim, &key, None, n, rotated).await else {
+        let Some(success) = attempt(&sim, &subject, None, n, rotated).await else {
             return;
         };
         if success {
             if has(Kind::Duplicate).is_some() && sim.generation() == generation {
-                attempt(&sim, &key, Some(Kind::Duplicate), 1, rotated).await;
+                attempt(&sim, &subject, Some(Kind::Duplicate), 1, rotated).await;
             }
             return;
         }
         // n attempts made; WeChat retries after each delay of its schedule, then stops.
         let Some(&wait) = RETRY_SCHEDULE_SECS.get(n as usize - 1) else {
-            if let Some(o) = sim.state_mut().orders.get_mut(&key) {
-                o.notify.gave_up = true;
+            if let Some(p) = subject.progress(&mut sim.state_mut()) {
+                p.gave_up = true;
             }
             return;
         };

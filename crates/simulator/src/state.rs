@@ -4,7 +4,8 @@
 use std::collections::{HashMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
-use wxedge_core::Params;
+use wxedge_core::v3::refund::{RefundState, WechatRefundStatus};
+use wxedge_core::{Fen, Params};
 
 use crate::faults::Fault;
 
@@ -100,6 +101,85 @@ impl Order {
     }
 }
 
+/// A refund's state at WeChat, in APIv3's words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RefundStatus {
+    Processing,
+    Success,
+    Closed,
+    Abnormal,
+}
+
+impl RefundStatus {
+    pub fn wechat(self) -> WechatRefundStatus {
+        match self {
+            RefundStatus::Processing => WechatRefundStatus::Processing,
+            RefundStatus::Success => WechatRefundStatus::Success,
+            RefundStatus::Closed => WechatRefundStatus::Closed,
+            RefundStatus::Abnormal => WechatRefundStatus::Abnormal,
+        }
+    }
+}
+
+/// Who asked for a refund.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefundSource {
+    /// `POST /v3/refund/domestic/refunds`.
+    Api,
+    /// By hand in the merchant platform (`/sim/refund`): the merchant never asked.
+    MerchantPlatform,
+}
+
+/// A refund of (part of) a paid order.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Refund {
+    pub mch_id: String,
+    pub out_trade_no: String,
+    pub transaction_id: String,
+    pub out_refund_no: String,
+    pub refund_id: String,
+    pub refund_fee: u64,
+    /// The order's total when the refund was made.
+    pub total_fee: u64,
+    pub reason: Option<String>,
+    /// Where its REFUND.* notify goes: the request's `notify_url`, else the order's.
+    pub notify_url: String,
+    pub source: RefundSource,
+    pub status: RefundStatus,
+    /// What PROCESSING turns into: SUCCESS unless a fault (`refund_abnormal`,
+    /// `refund_closed`) or `/sim/refund`'s `ends` says otherwise.
+    pub ends: RefundStatus,
+    pub created_ms: i64,
+    /// RFC 3339, Beijing time.
+    pub create_time: String,
+    pub success_time: Option<String>,
+    pub notify: NotifyProgress,
+}
+
+impl Refund {
+    /// `mch_id/out_refund_no`: an out_refund_no is unique within its merchant.
+    pub fn key(mch_id: &str, out_refund_no: &str) -> String {
+        format!("{mch_id}/{out_refund_no}")
+    }
+
+    /// The refund in the core's terms, for `answer_body` and `build_notify`.
+    pub fn wire(&self) -> RefundState {
+        RefundState {
+            out_refund_no: self.out_refund_no.clone(),
+            out_trade_no: self.out_trade_no.clone(),
+            refund_id: self.refund_id.clone(),
+            transaction_id: self.transaction_id.clone(),
+            status: self.status.wechat(),
+            refund: Fen::new(self.refund_fee),
+            total: Fen::new(self.total_fee),
+            success_time: self.success_time.clone(),
+            user_received_account: None,
+        }
+    }
+}
+
 /// One attempt to deliver a notify, as `/sim/notifications` shows it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Delivery {
@@ -119,6 +199,11 @@ pub struct Delivery {
     /// Whether the answer was WeChat's `SUCCESS` (which stops the retries).
     pub success: bool,
     pub error: Option<String>,
+    /// A refund's notify: which refund, and its event (`REFUND.SUCCESS`…).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub out_refund_no: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_type: Option<String>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -132,6 +217,9 @@ pub struct State {
     pub orders: HashMap<String, Order>,
     /// prepay_id → order key.
     pub prepays: HashMap<String, String>,
+    /// Keyed by `mch_id/out_refund_no` (state files from before refunds have none).
+    #[serde(default)]
+    pub refunds: HashMap<String, Refund>,
     pub deliveries: VecDeque<Delivery>,
     pub faults: Vec<Fault>,
     pub next_seq: u64,

@@ -1,4 +1,5 @@
-//! WeChat Pay APIv3 on the same port: JSAPI prepay, query and close by out_trade_no.
+//! WeChat Pay APIv3 on the same port: JSAPI prepay, query and close by out_trade_no, and
+//! refunds (request, query by out_refund_no; their rules are [`crate::refunds`]').
 //!
 //! Each call goes through one frame, in WeChat's order: faults (the wire fails before
 //! WeChat reads) → the `Authorization` header (its merchant, certificate serial, clock
@@ -22,12 +23,14 @@ use axum::response::{IntoResponse, Response};
 use wxedge_core::v3::api_error::{ApiError, Code};
 use wxedge_core::v3::authorization::{self, Authorization, RequestRefusal};
 use wxedge_core::v3::jsapi::{self, JsapiError, QueryAnswer};
+use wxedge_core::v3::refund as v3refund;
 use wxedge_core::v3::verify;
 use wxedge_core::{Fen, Params, random};
 
 use crate::config::{MerchantV3, WechatKey};
 use crate::faults::{self, Fault, Kind, Target};
-use crate::state::{Api, Order, TradeState};
+use crate::refunds::{self, Ask, OrderRef};
+use crate::state::{Api, Order, Refund, RefundSource, RefundStatus, TradeState};
 use crate::wechat::{NewOrder, PlaceRefusal, place_order, transport_fault};
 use crate::{Sim, SimState};
 
@@ -163,7 +166,7 @@ async fn v3_call(
     headers: HeaderMap,
     req: Received,
     out_trade_no: Option<String>,
-    act: impl FnOnce(&Sim, &Caller<'_>, &Received, Option<&Fault>) -> Answer,
+    act: impl FnOnce(&Arc<Sim>, &Caller<'_>, &Received, Option<&Fault>) -> Answer,
 ) -> Response {
     let fault = faults::take(&mut sim.state_mut().faults, target, out_trade_no.as_deref());
     if let Some(f) = &fault
@@ -188,7 +191,11 @@ async fn v3_call(
                 .as_ref()
                 .and_then(|f| f.err_code.as_deref())
                 .unwrap_or("SYSTEM_ERROR");
-            Err(error(Code::parse(code), "injected by /sim/faults"))
+            let mut e = error(Code::parse(code), "injected by /sim/faults");
+            if let Some(status) = refund_code_status(code) {
+                e.status = status;
+            }
+            Err(e)
         }
         _ => act(&sim, &caller, &req, fault.as_ref()),
     };
@@ -221,7 +228,7 @@ pub async fn jsapi(
     v3_call(sim.0, Target::Jsapi, headers, req, no, prepay).await
 }
 
-fn prepay(sim: &Sim, caller: &Caller<'_>, req: &Received, _: Option<&Fault>) -> Answer {
+fn prepay(sim: &Arc<Sim>, caller: &Caller<'_>, req: &Received, _: Option<&Fault>) -> Answer {
     let r = jsapi::parse_prepay_request(&req.body).map_err(param_error)?;
     if r.mchid != caller.mchid {
         return Err(error(
@@ -414,6 +421,138 @@ pub async fn close(
                 }
             }
             Ok((StatusCode::NO_CONTENT, String::new()))
+        },
+    )
+    .await
+}
+
+/// Codes of the refund error table whose status the core's [`Code`] does not know
+/// (退款申请: RESOURCE_NOT_EXISTS and MCH_NOT_EXISTS 404, USER_ACCOUNT_ABNORMAL 403).
+fn refund_code_status(code: &str) -> Option<u16> {
+    match code {
+        "RESOURCE_NOT_EXISTS" => Some(404),
+        "USER_ACCOUNT_ABNORMAL" => Some(403),
+        _ => None,
+    }
+}
+
+fn not_exists(message: &str) -> ApiError {
+    let mut e = error(Code::Other("RESOURCE_NOT_EXISTS".into()), message);
+    e.status = 404;
+    e
+}
+
+/// `POST /v3/refund/domestic/refunds` → 200 and the refund, PROCESSING.
+pub async fn refund(
+    sim: SimState,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    // For fault matching only; the body is judged after the signature.
+    let named = serde_json::from_slice::<serde_json::Value>(&body).ok();
+    let field = |k: &str| {
+        named
+            .as_ref()
+            .and_then(|v| v.get(k)?.as_str().map(str::to_owned))
+    };
+    let no = match (field("out_trade_no"), field("transaction_id")) {
+        (Some(no), _) => Some(no),
+        (None, Some(id)) => refunds::out_trade_no_of(&sim, &OrderRef::TransactionId(&id)),
+        (None, None) => None,
+    };
+    let req = received(method, &uri, body);
+    v3_call(sim.0, Target::Refund, headers, req, no, create_refund).await
+}
+
+fn create_refund(
+    sim: &Arc<Sim>,
+    caller: &Caller<'_>,
+    req: &Received,
+    fault: Option<&Fault>,
+) -> Answer {
+    let r =
+        v3refund::parse_request(&req.body).map_err(|e| error(Code::ParamError, e.to_string()))?;
+    if let Some(url) = &r.notify_url
+        && (!(url.starts_with("https://") || url.starts_with("http://"))
+            || url.len() > 256
+            || url.contains('?'))
+    {
+        return Err(error(
+            Code::ParamError,
+            "notify_url must be an absolute http(s) URL of at most 256 bytes, without a query",
+        ));
+    }
+    if let Some(reason) = &r.reason
+        && reason.len() > v3refund::MAX_REASON_BYTES
+    {
+        return Err(error(Code::ParamError, "reason不可超过80个字节长度"));
+    }
+    let ends = match fault.map(|f| f.kind) {
+        Some(Kind::RefundAbnormal) => RefundStatus::Abnormal,
+        Some(Kind::RefundClosed) => RefundStatus::Closed,
+        _ => RefundStatus::Success,
+    };
+    let by = match (&r.out_trade_no, &r.transaction_id) {
+        (Some(no), _) => OrderRef::OutTradeNo(no),
+        (None, Some(id)) => OrderRef::TransactionId(id),
+        (None, None) => unreachable!("parse_request requires one of them"),
+    };
+    let ask = Ask {
+        out_refund_no: r.out_refund_no.clone(),
+        refund_fee: r.amount.refund,
+        total_fee: Some(r.amount.total),
+        reason: r.reason.clone(),
+        notify_url: r.notify_url.clone(),
+        source: RefundSource::Api,
+        ends,
+    };
+    let (made, _) = refunds::refund(sim, Some(caller.mchid), by, ask).map_err(|refusal| {
+        let mut e = error(Code::parse(refusal.code()), refusal.message());
+        e.status = refusal.status();
+        e
+    })?;
+    Ok((
+        StatusCode::OK,
+        v3refund::answer_body(&made.wire(), &made.create_time),
+    ))
+}
+
+/// `GET /v3/refund/domestic/refunds/{out_refund_no}` → the refund, or 404
+/// RESOURCE_NOT_EXISTS 退款单不存在.
+pub async fn refund_query(
+    sim: SimState,
+    Path(out_refund_no): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let req = received(method, &uri, body);
+    // Faults match the refund's order.
+    let no = sim
+        .state()
+        .refunds
+        .values()
+        .find(|r| r.out_refund_no == out_refund_no)
+        .map(|r| r.out_trade_no.clone());
+    v3_call(
+        sim.0,
+        Target::RefundQuery,
+        headers,
+        req,
+        no,
+        move |sim, caller, _, _| {
+            let st = sim.state();
+            let r = st
+                .refunds
+                .get(&Refund::key(caller.mchid, &out_refund_no))
+                .ok_or_else(|| not_exists("退款单不存在"))?;
+            Ok((
+                StatusCode::OK,
+                v3refund::answer_body(&r.wire(), &r.create_time),
+            ))
         },
     )
     .await

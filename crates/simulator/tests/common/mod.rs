@@ -2,6 +2,8 @@
 //! client that speaks to both over HTTP.
 #![allow(dead_code)]
 
+pub mod v3;
+
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
