@@ -1,14 +1,15 @@
-// Pays/s and withdrawals/s against the real stack (wxsim + the worker under wrangler dev,
-// local D1), under concurrency, with the ledger invariant checked after every run.
-// Prints one JSON object; scripts/bench.d/ledger turns it into bench/RESULTS.md.
+// Pays/s, withdrawals/s and refunds/s against the real stack (wxsim + the worker under
+// wrangler dev, local D1), under concurrency, with the ledger invariant checked after every
+// run. Prints one JSON object; scripts/bench.d/ledger turns it into bench/RESULTS.md.
 //
-//   BENCH_PAYS=400 BENCH_CONCURRENCY=16 BENCH_WITHDRAWALS=200 node bench/ledger.mjs
+//   BENCH_PAYS=400 BENCH_CONCURRENCY=16 BENCH_WITHDRAWALS=200 BENCH_REFUNDS=100 node bench/ledger.mjs
 import { startStack, waitUntil } from '../tests/e2e/harness.mjs';
 import { assertLedger } from '../tests/e2e/ledger_check.mjs';
 
 const PAYS = Number(process.env.BENCH_PAYS ?? 400);
 const C = Number(process.env.BENCH_CONCURRENCY ?? 16);
 const WITHDRAWALS = Number(process.env.BENCH_WITHDRAWALS ?? 200);
+const REFUNDS = Number(process.env.BENCH_REFUNDS ?? 100);
 
 function percentile(xs, p) {
   const s = [...xs].sort((a, b) => a - b);
@@ -31,7 +32,8 @@ async function pool(n, c, fn) {
   return { n, secs, per_sec: n / secs, p50_ms: percentile(lat, 50), p99_ms: percentile(lat, 99) };
 }
 
-const stack = await startStack({ logLevel: 'warn', timeScale: 0.001 });
+// v2 pays (as before), with APIv3 keys for the refunds.
+const stack = await startStack({ logLevel: 'warn', timeScale: 0.001, v3Keys: true });
 try {
   const admin = { authorization: `Bearer ${stack.secrets.ADMIN_TOKEN}` };
   const merchants = [];
@@ -69,20 +71,49 @@ try {
   });
   await more;
   await waitUntil(isPaid, 'every notify credited', 120000);
+  // 3. Refunds (POST /merchant/refunds: the guarded batch, APIv3's refund at wxsim, its
+  // answer), some of orders already withdrawn (debts), while withdrawals keep firing.
+  const refunded = [];
+  const refundAnswered = { ok: 0, refused: 0 };
+  const moreWithdrawals = pool(WITHDRAWALS / 4, Math.max(1, C / 4), async (k) => {
+    const m = merchants[k % merchants.length];
+    await stack.call('POST', '/merchant/withdrawals', { headers: { authorization: `Bearer ${m.api_key}` } });
+  });
+  const refunds = await pool(REFUNDS, C, async (k) => {
+    const p = paid[(k * 131) % paid.length];
+    const m = merchants.find((x) => x.merchant_id === p.m);
+    const amount = 1 + ((k * 613) % p.fee);
+    const r = await stack.call('POST', '/merchant/refunds', {
+      json: { out_trade_no: p.no, amount_fen: amount },
+      headers: { authorization: `Bearer ${m.api_key}`, 'idempotency-key': `bench-${k}` },
+    });
+    if (r.body.code === 0) {
+      refundAnswered.ok++;
+      refunded.push({ no: r.body.data.out_refund_no, m: p.m, amount });
+    } else if (r.body.code === 6) refundAnswered.refused++;
+    else throw new Error(`refund: ${r.status} ${JSON.stringify(r.body)}`);
+  });
+  await moreWithdrawals;
+  const settled = () => stack.sql("SELECT COUNT(*) AS n FROM refunds WHERE status = 'SUCCESS'")[0].n === refunded.length;
+  await waitUntil(settled, 'every refund settled', 120000);
   for (const m of merchants) await stack.call('POST', '/merchant/withdrawals', { headers: { authorization: `Bearer ${m.api_key}` } });
   // 3. The invariant, and drift against what was really paid.
   assertLedger(stack.sql.bind(stack));
   const audit = (await stack.call('GET', '/admin/ledger', { headers: admin })).body.data;
   if (!audit.ok) throw new Error(`audit: ${JSON.stringify(audit.violations)}`);
+  // Per merchant: what was really paid, less what was really refunded, is what was
+  // withdrawn plus what is left (below zero: owed).
   let drift = 0;
   for (const m of merchants) {
-    const real = paid.filter((p) => p.m === m.merchant_id).reduce((s, p) => s + p.fee, 0);
+    const real = paid.filter((p) => p.m === m.merchant_id).reduce((s, p) => s + p.fee, 0)
+      - refunded.filter((r) => r.m === m.merchant_id).reduce((s, r) => s + r.amount, 0);
     const out = stack.sql('SELECT COALESCE(SUM(amount_fen), 0) AS s FROM withdrawals WHERE merchant_id = ?', m.merchant_id)[0].s;
-    drift += Math.abs(real - out);
+    const left = (await stack.call('GET', '/merchant/balance', { headers: { authorization: `Bearer ${m.api_key}` } })).body.data.available_fen;
+    drift += Math.abs(real - out - left);
   }
   if (drift !== 0) throw new Error(`drift ${drift} fen`);
   const n = stack.sql('SELECT (SELECT COUNT(*) FROM orders) AS orders, (SELECT COUNT(*) FROM withdrawals) AS withdrawals')[0];
-  console.log(JSON.stringify({ c: C, pays, withdrawals, answered, orders: n.orders, stored_withdrawals: n.withdrawals, drift, audit_ok: audit.ok }));
+  console.log(JSON.stringify({ c: C, pays, withdrawals, refunds, refund_answered: refundAnswered, answered, orders: n.orders, stored_withdrawals: n.withdrawals, drift, audit_ok: audit.ok }));
 } finally {
   await stack.stop();
 }

@@ -113,7 +113,8 @@ function childEnv() {
 export class Stack {
   /**
    * opts: api ('v2', the default, or 'v3': fresh APIv3 keys, this.v3; v3Merchant:
-   * { privateKey, serial } to use instead of a fresh merchant key), workerOmits (secrets
+   * { privateKey, serial } to use instead of a fresh merchant key; v3Keys: APIv3 keys for a
+   * v2 deployment too), workerOmits (secrets
    * wxsim has and the worker is not given), signType, timeScale, sessionTtl, wechatTimeoutMs, vars and secrets (override the
    * generated ones), limits, simArgs, wranglerArgs, main, logLevel, inspectorPort;
    * beforeWorker(stack): runs once the local state exists, before wrangler dev starts;
@@ -139,7 +140,8 @@ export class Stack {
     this.sim = `http://127.0.0.1:${this.simPort}`;
     this.api = `http://127.0.0.1:${this.workerPort}`;
     this.api_version = this.opts.api ?? 'v2';
-    this.v3 = this.api_version === 'v3' ? v3Credentials(this.opts.v3Merchant) : null;
+    // APIv3 keys also for a v2 deployment when asked (refunds go through APIv3).
+    this.v3 = this.api_version === 'v3' || this.opts.v3Keys ? v3Credentials(this.opts.v3Merchant) : null;
     const v3 = this.v3
       ? {
           WECHAT_PAY_V3_PRIVATE_KEY: devVarsPem(this.v3.merchant.privateKey),
