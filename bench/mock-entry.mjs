@@ -1,6 +1,7 @@
 // A second view of the worker's own CPU for `scripts/bench worker`: wxedge's worker (or the
 // plain-JS reference) served by `wrangler dev` with every binding replaced by an in-memory
-// stand-in that answers at once: KV, D1, the rate limiters, and fetch to WeChat. Nothing
+// stand-in that answers at once: KV, D1, the rate limiters, and fetch to WeChat (v2 XML,
+// or under PAY_API=v3 a JSAPI prepay answer the bench signed with WeChat's key). Nothing
 // is emulated, so the workerd process's CPU is the runtime's request handling plus the
 // worker's own code, without the local KV/D1's cost and its noise; wxedge minus the
 // reference under the same stand-ins is then the worker's own CPU, measured closely.
@@ -9,7 +10,7 @@ import wxedge from '../worker/build/index.js';
 import reference from './reference-worker.mjs';
 
 /** Canned WeChat answers, set once by the benchmark (POST /__mock/setup). */
-const canned = { jscode2session: '{}', unifiedorder: '<xml></xml>', total_fee: 1 };
+const canned = { jscode2session: '{}', unifiedorder: '<xml></xml>', total_fee: 1, v3prepay: { body: '{}', headers: {} } };
 
 /** A live session, made per read: Date.now() is 0 at a worker's top level, and the worker
  * checks the stored expiry. */
@@ -79,6 +80,7 @@ for (const name of ['LOGIN_IP_LIMITER', 'LOGIN_OPENID_LIMITER', 'PAY_IP_LIMITER'
 globalThis.fetch = async (input) => {
   const url = typeof input === 'string' ? input : input.url;
   if (url.includes('/sns/jscode2session')) return new Response(canned.jscode2session, { headers: { 'content-type': 'application/json' } });
+  if (url.includes('/v3/pay/transactions/jsapi')) return new Response(canned.v3prepay.body, { headers: canned.v3prepay.headers });
   return new Response(canned.unifiedorder, { headers: { 'content-type': 'text/xml' } });
 };
 

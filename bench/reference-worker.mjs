@@ -5,6 +5,14 @@
 // `wrangler dev` with the same bindings, it costs what the runtime and the local KV/D1
 // emulation cost; wxedge's worker minus this is the worker's own CPU (its wasm and the JS
 // glue around it). A benchmark fixture, never deployed: it checks nothing.
+//
+// Under PAY_API=v3 it makes the v3 calls instead: /pay/ POSTs a JSON prepay body with an
+// Authorization header of the right shape (not signed: wxsim refuses it, an answer of the
+// same size class) and answers the five fields without a paySign; /notify/ takes the order
+// from the bench's `x-bench-out-trade-no` / `x-bench-transaction-id` headers and answers
+// 204. It neither signs, verifies, decrypts nor parses JSON: SHA256withRSA (WebCrypto),
+// AES-256-GCM and the envelope's reading are the worker's own CPU, so they stay out of the
+// reference.
 
 const json = (status, code, data) =>
   new Response(JSON.stringify({ code, msg: code ? 'error' : 'ok', data }), {
@@ -80,6 +88,7 @@ const routes = {
        SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?8, ?8, ?9
        WHERE EXISTS (SELECT 1 FROM merchants WHERE merchant_id = ?3)`,
     ).bind(no, session.openid, 'default', body.money, 'wxedge order', '127.0.0.1', 'CREATED', now, now + 600000).run();
+    if (env.PAY_API === 'v3') return payV3(env, session, no, body.money, now);
     const xml = `<xml><appid><![CDATA[${env.WECHAT_APPID}]]></appid><body><![CDATA[wxedge order]]></body><mch_id><![CDATA[${env.WECHAT_MCH_ID}]]></mch_id><nonce_str><![CDATA[${token().slice(0, 32)}]]></nonce_str><notify_url><![CDATA[${env.PUBLIC_BASE_URL}/notify/]]></notify_url><openid><![CDATA[${session.openid}]]></openid><out_trade_no><![CDATA[${no}]]></out_trade_no><spbill_create_ip><![CDATA[127.0.0.1]]></spbill_create_ip><total_fee><![CDATA[${body.money}]]></total_fee><trade_type><![CDATA[JSAPI]]></trade_type><sign><![CDATA[00000000000000000000000000000000]]></sign></xml>`;
     await upstream(`${env.WECHAT_PAY_BASE}/pay/unifiedorder`, { method: 'POST', headers: { 'content-type': 'text/xml; charset=utf-8' }, body: xml }, 5000);
     await env.DB.prepare(
@@ -93,7 +102,10 @@ const routes = {
   // only if it changed the row): what a verified notify for a new order does.
   async '/notify'(req, env) {
     const text = await req.text();
-    const field = (name) => new RegExp(`<${name}><!\\[CDATA\\[([^\\]]*)\\]\\]>`).exec(text)?.[1] ?? '';
+    const v3 = text.startsWith('{');
+    const field = v3
+      ? (name) => req.headers.get(`x-bench-${name.replace(/_/g, '-')}`) ?? ''
+      : (name) => new RegExp(`<${name}><!\\[CDATA\\[([^\\]]*)\\]\\]>`).exec(text)?.[1] ?? '';
     const no = field('out_trade_no');
     const now = Date.now();
     const row = JSON.parse(await env.DB.prepare(`SELECT ${ORDER_JSON} AS j FROM orders WHERE out_trade_no = ?1`).bind(no).first('j'));
@@ -108,6 +120,7 @@ const routes = {
          SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9 WHERE changes() = 1`,
       ).bind(now, text, '0'.repeat(64), text.length, 1, null, no, 'CREDITED', 'verified; order is now PAID'),
     ]);
+    if (v3) return new Response(null, { status: 204 });
     return new Response('<xml><return_code><![CDATA[SUCCESS]]></return_code><return_msg><![CDATA[OK]]></return_msg></xml>', {
       headers: { 'content-type': 'text/xml; charset=utf-8' },
     });
@@ -120,6 +133,27 @@ const routes = {
     return json(200, 0, { kv: true, d1: true });
   },
 };
+
+/** The APIv3 half of /pay/: JSAPI prepay (a JSON body, an Authorization header of the
+ * documented shape, unsigned), then the same UPDATE as v2. */
+async function payV3(env, session, no, money, now) {
+  const body = JSON.stringify({
+    appid: env.WECHAT_APPID, mchid: env.WECHAT_MCH_ID, description: 'wxedge order', out_trade_no: no,
+    notify_url: `${env.PUBLIC_BASE_URL}/notify/`, amount: { total: money, currency: 'CNY' }, payer: { openid: session.openid },
+  });
+  const ts = Math.floor(now / 1000);
+  const authorization = `WECHATPAY2-SHA256-RSA2048 mchid="${env.WECHAT_MCH_ID}",nonce_str="${token().slice(0, 32)}",signature="${'A'.repeat(342)}==",timestamp="${ts}",serial_no="${env.WECHAT_PAY_V3_SERIAL}"`;
+  await upstream(`${env.WECHAT_PAY_BASE}/v3/pay/transactions/jsapi`, {
+    method: 'POST',
+    headers: { authorization, 'content-type': 'application/json', accept: 'application/json', 'user-agent': 'wxedge/0.1.0' },
+    body,
+  }, 5000);
+  await env.DB.prepare(
+    `UPDATE orders SET status = ?5, prepay_id = ?6, prepay_ms = ?4, next_check_ms = ?7, checks = 0, updated_ms = ?4,
+       version = version + 1 WHERE out_trade_no = ?1 AND status = ?2 AND version = ?3`,
+  ).bind(no, 'CREATED', 0, now, 'PREPAID', 'wx000000000000000000000000000000', now + 600000).run();
+  return json(200, 0, { timeStamp: String(ts), nonceStr: 'x', package: 'prepay_id=wx0', signType: 'RSA', paySign: 'X', out_trade_no: no });
+}
 
 export default {
   async fetch(req, env) {

@@ -21,7 +21,16 @@
 // difference carries a few tenths of a millisecond of noise. A second pair of stacks
 // therefore serves both workers through bench/mock-entry.mjs, with every binding and
 // WeChat stood in by in-memory answers: no emulation, and the difference is measured
-// closely. Prints a JSON summary for scripts/bench.d/worker.
+// closely.
+//
+// Then the same again for APIv3 (PAY_API=v3, fresh APIv3 keys per stack as the e2e harness
+// makes them): POST /pay/ (JSAPI prepay signed with the merchant key, the answer verified
+// with the 微信支付公钥, the RSA paySign) and POST /notify/ (a signed envelope with an
+// AES-256-GCM resource, built here as WeChat builds it, verified, decrypted and credited).
+// The reference makes the same binding and fetch calls but no RSA, GCM or JSON work: that
+// is the worker's own CPU (bench/reference-worker.mjs says what it does instead).
+// Prints a JSON summary for scripts/bench.d/worker.
+import { createCipheriv, createSign, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
 import { Stack, ROOT } from '../tests/e2e/harness.mjs';
@@ -135,9 +144,9 @@ function compare([ours, ref], routes) {
 
 /** Starts one stack per worker, one after the other (two wrangler dev starting at once
  * can collide on workerd's sockets). */
-async function start(targets, opts) {
+async function start(targets, opts, api = 'v2') {
   for (const [name, main] of Object.entries(WORKERS)) {
-    const stack = await new Stack({ logLevel: 'warn', ...opts(name, main) }).start();
+    const stack = await new Stack({ logLevel: 'warn', api, ...opts(name, main) }).start();
     targets.push(new Target(name, stack));
   }
 }
@@ -228,6 +237,105 @@ async function standIns() {
   }
 }
 
+/** The real local stack under PAY_API=v3: pay and notify. */
+async function emulatedV3() {
+  const targets = [];
+  try {
+    await start(targets, (name, main) => ({ main }), 'v3');
+    const api = (t) => t.stack.api;
+    // Warm up (/healthz also imports every APIv3 key into WebCrypto), then 50 users each.
+    for (const t of targets) for (let i = 0; i < 30; i++) await fetch(`${api(t)}/healthz`).then((r) => r.text());
+    for (const t of targets) {
+      t.tokens = [];
+      t.orders = [];
+      for (let i = 0; i < 50; i++) t.tokens.push((await t.stack.login(`oBenchV3${i}`)).token);
+    }
+    await alternate(targets, 'pay',
+      (t, i) => post(`${api(t)}/pay/`, { money: 1 + (i % 100) }, { authorization: `Bearer ${t.tokens[i % t.tokens.length]}` }).then(json),
+      (t, r, i) => r.status === 200 && t.orders.push({ no: r.body.data.out_trade_no, fee: 1 + (i % 100) }));
+    // Signed now, so every timestamp is well within the 300 s WeChat allows.
+    for (const t of targets) t.notifies = t.orders.map(({ no, fee }, i) => v3Notify(t, no, fee, i));
+    await alternate(targets, 'notify',
+      (t, i) => { const n = t.notifies[i % t.notifies.length]; return fetch(`${api(t)}/notify/`, { method: 'POST', headers: n.headers, body: n.body }).then(text); },
+      (t, r) => r.status === 204);
+    return {
+      routes: compare(targets, ['pay', 'notify']),
+      paid: targets[0].stack.sql("SELECT COUNT(*) AS n FROM orders WHERE status = 'PAID'")[0].n,
+      orders: targets[0].orders.length,
+    };
+  } finally {
+    for (const t of targets) await t.stack.stop();
+  }
+}
+
+/** The stand-ins under PAY_API=v3: a signed prepay answer, one signed notify. */
+async function standInsV3() {
+  const targets = [];
+  try {
+    await start(targets, (name) => ({ main: 'bench/mock-entry.mjs', vars: { MOCK_TARGET: name } }), 'v3');
+    const token = 'A'.repeat(43);
+    // Signed just before each route is measured: fresh timestamps.
+    const setup = async (t) => {
+      const body = JSON.stringify({ prepay_id: 'wx201410272009395522657a690389285100' });
+      await post(`${t.stack.api}/__mock/setup`, { v3prepay: { body, headers: wechatSigned(t.stack, body) }, total_fee: 100 });
+      t.notify = v3Notify(t, 'BenchOrder0000000000000000000001', 100, 0);
+    };
+    const calls = {
+      pay: [(t) => post(`${t.stack.api}/pay/`, { money: 100 }, { authorization: `Bearer ${token}` }).then(json), 200],
+      notify: [(t) => fetch(`${t.stack.api}/notify/`, { method: 'POST', headers: t.notify.headers, body: t.notify.body }).then(text), 204],
+    };
+    for (const [route, [call, status]] of Object.entries(calls)) {
+      for (const t of targets) await setup(t);
+      for (const t of targets) for (let i = 0; i < 100; i++) await call(t); // warm up
+      await alternate(targets, route, (t) => call(t), (t, r) => r.status === status);
+    }
+    return { routes: compare(targets, Object.keys(calls)) };
+  } finally {
+    for (const t of targets) await t.stack.stop();
+  }
+}
+
+/** The Wechatpay-* headers WeChat sends with `body` (signed with its key, now). */
+function wechatSigned(stack, body) {
+  const ts = String(Math.floor(Date.now() / 1000));
+  const nonce = randomBytes(16).toString('hex');
+  const signature = createSign('RSA-SHA256').update(`${ts}\n${nonce}\n${body}\n`).sign(stack.v3.wechat.privateKey, 'base64');
+  return {
+    'content-type': 'application/json',
+    'wechatpay-timestamp': ts,
+    'wechatpay-nonce': nonce,
+    'wechatpay-serial': stack.v3.publicKeyId,
+    'wechatpay-signature': signature,
+  };
+}
+
+/**
+ * A v3 payment notify as WeChat sends it: the transaction encrypted with the APIv3 key
+ * (AEAD_AES_256_GCM), the envelope signed. The reference is also told the order by
+ * header, since it decrypts nothing.
+ */
+function v3Notify(t, no, fee, i) {
+  const { vars, v3 } = t.stack;
+  const tx = JSON.stringify({
+    appid: vars.WECHAT_APPID, mchid: vars.WECHAT_MCH_ID, out_trade_no: no,
+    transaction_id: `42000000000000000${String(i).padStart(11, '0')}`, trade_type: 'JSAPI', trade_state: 'SUCCESS',
+    trade_state_desc: '支付成功', bank_type: 'OTHERS', success_time: '2026-12-02T10:00:00+08:00',
+    payer: { openid: 'oBench0' }, amount: { total: fee, payer_total: fee, currency: 'CNY', payer_currency: 'CNY' },
+  });
+  const nonce = randomBytes(6).toString('hex');
+  const c = createCipheriv('aes-256-gcm', Buffer.from(v3.apiV3Key), Buffer.from(nonce));
+  c.setAAD(Buffer.from('transaction'));
+  const ciphertext = Buffer.concat([c.update(tx), c.final(), c.getAuthTag()]).toString('base64');
+  const body = JSON.stringify({
+    id: `EV-${randomBytes(4).toString('hex')}`, create_time: '2026-12-02T10:00:01+08:00', resource_type: 'encrypt-resource',
+    event_type: 'TRANSACTION.SUCCESS', summary: '支付成功',
+    resource: { original_type: 'transaction', algorithm: 'AEAD_AES_256_GCM', ciphertext, associated_data: 'transaction', nonce },
+  });
+  const headers = wechatSigned(t.stack, body);
+  if (t.name === 'reference') Object.assign(headers, { 'x-bench-out-trade-no': no, 'x-bench-transaction-id': JSON.parse(tx).transaction_id });
+  return { body, headers };
+}
+
 function signedNotify(stack, no, fee, i) {
   const { vars, secrets } = stack;
   const p = {
@@ -241,6 +349,8 @@ function signedNotify(stack, no, fee, i) {
 async function main() {
   const real = await emulated();
   const mocked = await standIns();
+  const realV3 = await emulatedV3();
+  const mockedV3 = await standInsV3();
   const wasm = readFileSync(`${ROOT}/worker/build/index_bg.wasm`);
   console.log(JSON.stringify({
     n: N, c: C, b: B,
@@ -250,6 +360,10 @@ async function main() {
     wasm_gzip: gzipSync(wasm, { level: 9 }).length,
     routes: real.routes,
     standins: mocked.routes,
+    paid_v3: realV3.paid,
+    orders_v3: realV3.orders,
+    routes_v3: realV3.routes,
+    standins_v3: mockedV3.routes,
   }));
 }
 

@@ -6,7 +6,6 @@
 //! expensive step); the PEM → PKCS#8 / SPKI framing is the core's (`v3::pem`).
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 
 use js_sys::{Array, Object, Reflect, Uint8Array};
 use wasm_bindgen::{JsCast, JsValue};
@@ -45,15 +44,22 @@ fn js_text(e: &JsValue) -> String {
 }
 
 thread_local! {
-    /// Imported keys by (usage, name): the isolate's life, like the configuration.
-    static KEYS: RefCell<HashMap<(bool, String), CryptoKey>> = RefCell::new(HashMap::new());
+    /// Imported keys with their usage (`true`: private) and name, for the isolate's life,
+    /// like the configuration. A handful at most (the merchant's, WeChat's one or two), so
+    /// a list, not a map: no hasher in the wasm.
+    static KEYS: RefCell<Vec<(bool, String, CryptoKey)>> = const { RefCell::new(Vec::new()) };
 }
 
 /// A key for signing (`private`: PKCS#8 DER) or verifying (SPKI DER), imported the first
 /// time `name` is asked for and reused after.
 async fn key(name: &str, der: &[u8], private: bool) -> Result<CryptoKey, CryptoError> {
-    let id = (private, name.to_owned());
-    if let Some(k) = KEYS.with(|k| k.borrow().get(&id).cloned()) {
+    let cached = KEYS.with(|keys| {
+        keys.borrow()
+            .iter()
+            .find(|(p, n, _)| *p == private && n == name)
+            .map(|(_, _, k)| k.clone())
+    });
+    if let Some(k) = cached {
         return Ok(k);
     }
     let what = if private { "private" } else { "public" };
@@ -87,7 +93,10 @@ async fn key(name: &str, der: &[u8], private: bool) -> Result<CryptoKey, CryptoE
             detail: js_text(&e),
         })?
         .unchecked_into();
-    KEYS.with(|keys| keys.borrow_mut().insert(id, k.clone()));
+    KEYS.with(|keys| {
+        keys.borrow_mut()
+            .push((private, name.to_owned(), k.clone()))
+    });
     Ok(k)
 }
 

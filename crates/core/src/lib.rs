@@ -36,6 +36,7 @@ pub mod crypt;
 pub mod error;
 pub mod explain;
 pub mod flow;
+mod json;
 pub mod ledger;
 pub mod login;
 pub mod money;

@@ -9,14 +9,16 @@
 use std::fmt;
 use std::str::FromStr;
 
-use serde::{Deserialize, Deserializer};
+use serde_json::Value;
 use thiserror::Error;
 
 use crate::Fen;
+use crate::json::{self, Object};
 use crate::ledger::OrderStatus;
 
-/// An order row, as [`crate::store::ORDER_JSON`] hands it over.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+/// An order row, as [`crate::store::ORDER_JSON`] hands it over (read by
+/// [`OrderRow::from_json`]: `null` and a left-out column are alike for the optional ones).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrderRow {
     pub out_trade_no: String,
     pub openid: String,
@@ -24,7 +26,6 @@ pub struct OrderRow {
     pub total_fee: Fen,
     pub body: String,
     pub spbill_create_ip: String,
-    #[serde(deserialize_with = "from_str")]
     pub status: OrderStatus,
     /// Bumped by every write: the guard of the next one.
     pub version: u64,
@@ -32,7 +33,6 @@ pub struct OrderRow {
     pub prepay_ms: Option<u64>,
     pub transaction_id: Option<String>,
     pub paid_ms: Option<u64>,
-    #[serde(default)]
     pub paid_via: Option<String>,
     /// Why an order ended (WeChat's err_code or the reconciler's reason).
     pub failure: Option<String>,
@@ -40,37 +40,15 @@ pub struct OrderRow {
     pub created_ms: u64,
     pub updated_ms: u64,
     /// When the reconciler looks at it next (open orders only).
-    #[serde(default)]
     pub next_check_ms: Option<u64>,
     /// How many times the reconciler has looked at it without settling it.
-    #[serde(default)]
     pub checks: u32,
-    #[serde(default, deserialize_with = "opt_from_str")]
     pub attention: Option<Attention>,
-    #[serde(default)]
     pub attention_note: Option<String>,
-    #[serde(default)]
     pub reconcile_note: Option<String>,
     /// Σ of the order's refunds that hold money (never above `total_fee` by our own).
     #[serde(default)]
     pub refunded_fen: Fen,
-}
-
-fn from_str<'de, D: Deserializer<'de>, T: FromStr>(d: D) -> Result<T, D::Error>
-where
-    T::Err: fmt::Display,
-{
-    let s = String::deserialize(d)?;
-    s.parse().map_err(serde::de::Error::custom)
-}
-
-fn opt_from_str<'de, D: Deserializer<'de>, T: FromStr>(d: D) -> Result<Option<T>, D::Error>
-where
-    T::Err: fmt::Display,
-{
-    Option::<String>::deserialize(d)?
-        .map(|s| s.parse().map_err(serde::de::Error::custom))
-        .transpose()
 }
 
 impl OrderRow {
@@ -85,12 +63,47 @@ impl OrderRow {
 
     /// Reads a row from the JSON text storage produced with [`crate::store::ORDER_JSON`].
     pub fn from_json(text: &str) -> Result<OrderRow, RowError> {
-        serde_json::from_str(text).map_err(|e| RowError(e.to_string()))
+        let fields = json::object(text.as_bytes()).map_err(RowError)?;
+        OrderRow::of(Object::new(&fields, "")).map_err(RowError)
     }
 
     /// Reads a JSON array of rows.
     pub fn list_from_json(text: &str) -> Result<Vec<OrderRow>, RowError> {
-        serde_json::from_str(text).map_err(|e| RowError(e.to_string()))
+        json::array(text.as_bytes())
+            .map_err(RowError)?
+            .iter()
+            .map(|row| match row {
+                Value::Object(fields) => OrderRow::of(Object::new(fields, "")).map_err(RowError),
+                _ => Err(RowError("expected an order row object".to_owned())),
+            })
+            .collect()
+    }
+
+    fn of(r: Object<'_>) -> Result<OrderRow, String> {
+        Ok(OrderRow {
+            out_trade_no: r.string("out_trade_no")?,
+            openid: r.string("openid")?,
+            merchant_id: r.string("merchant_id")?,
+            total_fee: Fen::new(r.u64("total_fee")?),
+            body: r.string("body")?,
+            spbill_create_ip: r.string("spbill_create_ip")?,
+            status: r.parsed("status")?,
+            version: r.u64("version")?,
+            prepay_id: r.opt_string("prepay_id")?,
+            prepay_ms: r.opt_u64("prepay_ms")?,
+            transaction_id: r.opt_string("transaction_id")?,
+            paid_ms: r.opt_u64("paid_ms")?,
+            paid_via: r.opt_string("paid_via")?,
+            failure: r.opt_string("failure")?,
+            withdrawal_id: r.opt_string("withdrawal_id")?,
+            created_ms: r.u64("created_ms")?,
+            updated_ms: r.u64("updated_ms")?,
+            next_check_ms: r.opt_u64("next_check_ms")?,
+            checks: r.u32_or_zero("checks")?,
+            attention: r.opt_parsed("attention")?,
+            attention_note: r.opt_string("attention_note")?,
+            reconcile_note: r.opt_string("reconcile_note")?,
+        })
     }
 }
 

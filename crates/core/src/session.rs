@@ -19,9 +19,10 @@
 //!   back. A sliding session also ends at an absolute cap ([`Policy::max_secs`]), however
 //!   busy.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::json::{self, Object};
 use crate::random;
 
 /// Why a token has no usable session.
@@ -70,23 +71,40 @@ impl Keys {
     }
 }
 
-/// What a session holds. Written once, at login.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// What a session holds. Written once, at login; read back by [`Record::from_json`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Record {
     pub openid: String,
     pub session_key: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub unionid: Option<String>,
     pub login_ms: u64,
     /// When the session ends whatever happens: login + TTL (fixed), login + the cap
     /// (sliding). A record without it (0) is expired.
-    #[serde(default)]
     pub expires_ms: u64,
     /// Whether the session also needs its `seen:` key. Stored so a change of
     /// `SESSION_TTL_MODE` applies to new logins and cannot stretch existing sessions (a
     /// sliding record judged as fixed would live to the cap).
-    #[serde(default)]
     pub sliding: bool,
+}
+
+impl Record {
+    /// Reads a stored record (`unionid`, `expires_ms` and `sliding` may be left out).
+    pub fn from_json(text: &str) -> Option<Record> {
+        let fields = json::object(text.as_bytes()).ok()?;
+        let r = Object::new(&fields, "");
+        let read = || -> Result<Record, String> {
+            Ok(Record {
+                openid: r.string("openid")?,
+                session_key: r.string("session_key")?,
+                unionid: r.opt_string("unionid")?,
+                login_ms: r.u64("login_ms")?,
+                expires_ms: r.opt_u64("expires_ms")?.unwrap_or(0),
+                sliding: r.bool_or_false("sliding")?,
+            })
+        };
+        read().ok()
+    }
 }
 
 /// A write the shell makes: `value` under a key, expiring from storage after `ttl_secs`.
@@ -173,7 +191,7 @@ impl Policy {
         now_ms: u64,
     ) -> Result<Valid, SessionError> {
         let text = record.ok_or(SessionError::Unknown)?;
-        let record: Record = serde_json::from_str(text).map_err(|_| SessionError::Unreadable)?;
+        let record = Record::from_json(text).ok_or(SessionError::Unreadable)?;
         if record.expires_ms <= now_ms {
             return Err(SessionError::Expired);
         }

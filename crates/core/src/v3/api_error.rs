@@ -16,6 +16,7 @@ use serde::Deserialize;
 use thiserror::Error;
 
 use crate::ErrorCode;
+use crate::json::{self, Object};
 
 /// A code WeChat answers with.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -134,25 +135,25 @@ impl ErrorCode for ApiError {
     }
 }
 
-#[derive(Deserialize)]
-struct Wire {
-    code: String,
-    #[serde(default)]
-    message: String,
-    #[serde(default)]
-    detail: Option<serde_json::Value>,
-}
-
 impl ApiError {
     /// Reads an error answer. A body that is not WeChat's error JSON (a gateway's HTML, an
     /// empty 502) still gives an error, with code `Other("")`. Never panics.
     pub fn parse(status: u16, body: &[u8]) -> ApiError {
-        match serde_json::from_slice::<Wire>(body) {
-            Ok(w) => ApiError {
+        // `{code, message?, detail?}`: the same reading as every v3 body (`v3::json`).
+        let wire = json::object(body).and_then(|fields| {
+            let o = Object::new(&fields, "");
+            Ok((
+                o.string("code")?,
+                o.string_or_empty("message")?,
+                o.opt_value("detail"),
+            ))
+        });
+        match wire {
+            Ok((code, message, detail)) => ApiError {
                 status,
-                code: Code::parse(&w.code),
-                message: w.message,
-                detail: w.detail,
+                code: Code::parse(&code),
+                message,
+                detail,
             },
             Err(_) => ApiError {
                 status,

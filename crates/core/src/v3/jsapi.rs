@@ -28,6 +28,7 @@ use thiserror::Error;
 
 use std::fmt;
 
+use crate::json::{self, Object};
 use crate::pay::{FieldProblem, OrderQuery, PayError, PaymentParams, Prepay, TradeState};
 use crate::v3::api_error::{ApiError, Code};
 use crate::v3::notify::{Transaction, v2_time};
@@ -221,19 +222,16 @@ pub fn prepay_body(o: &JsapiOrder<'_>) -> Result<String, JsapiError> {
     serde_json::to_string(&body).map_err(|e| JsapiError::BadAnswer(e.to_string()))
 }
 
-#[derive(Deserialize)]
-struct PrepayAnswer {
-    prepay_id: String,
-}
-
 /// Reads prepay's verified 200 answer: the `prepay_id` (valid two hours).
 pub fn parse_prepay(answer: &Verified<'_>) -> Result<String, JsapiError> {
-    let a: PrepayAnswer =
-        serde_json::from_slice(answer.body()).map_err(|e| JsapiError::BadAnswer(e.to_string()))?;
-    if a.prepay_id.is_empty() {
+    let fields = json::object(answer.body()).map_err(JsapiError::BadAnswer)?;
+    let prepay_id = Object::new(&fields, "")
+        .string("prepay_id")
+        .map_err(JsapiError::BadAnswer)?;
+    if prepay_id.is_empty() {
         return Err(JsapiError::MissingField("prepay_id"));
     }
-    Ok(a.prepay_id)
+    Ok(prepay_id)
 }
 
 /// wx.requestPayment's `package`: `prepay_id=…`.
@@ -347,8 +345,7 @@ pub fn parse_query(
     appid: &str,
     out_trade_no: &str,
 ) -> Result<OrderQuery, JsapiError> {
-    let tx: Transaction =
-        serde_json::from_slice(answer.body()).map_err(|e| JsapiError::BadAnswer(e.to_string()))?;
+    let tx = Transaction::from_json(answer.body()).map_err(JsapiError::BadAnswer)?;
     let mismatch = |field, expected: &str, found: &str| JsapiError::Mismatch {
         field,
         expected: expected.to_owned(),
@@ -703,7 +700,7 @@ mod tests {
             openid: Some("o1"),
             total: Fen::new(1),
         });
-        let tx: Transaction = serde_json::from_str(&q).unwrap();
+        let tx = Transaction::from_json(q.as_bytes()).unwrap();
         assert_eq!(
             (tx.trade_state.as_str(), tx.transaction_id.as_str()),
             ("NOTPAY", "")

@@ -19,10 +19,10 @@
 //! success is HTTP 200 or 204 with no body; failure is 4xx/5xx with
 //! `{"code":"FAIL","message":"…"}`, and WeChat retries.
 
-use serde::Deserialize;
 use thiserror::Error;
 
 use crate::flow::notify::Reply as FlowReply;
+use crate::json::{self, Object};
 use crate::notify::{Notify, Outcome};
 use crate::v3::aead::{self, AeadError, ApiV3Key};
 use crate::v3::verify::Verified;
@@ -72,7 +72,7 @@ impl ErrorCode for NotifyV3Error {
 }
 
 /// The notify's envelope.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Envelope {
     pub id: String,
     pub create_time: String,
@@ -83,64 +83,111 @@ pub struct Envelope {
 }
 
 /// The encrypted resource.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resource {
     pub algorithm: String,
     pub ciphertext: String,
     /// May be empty; for a payment it is `transaction`.
-    #[serde(default)]
     pub associated_data: String,
     pub original_type: String,
     pub nonce: String,
 }
 
-/// The decrypted transaction (also the body of a query's answer).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+/// The decrypted transaction (also the body of a query's answer). Fields shown as empty
+/// strings may be left out; `mchid`, `out_trade_no` and `trade_state` may not.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transaction {
-    #[serde(default)]
     pub appid: String,
     pub mchid: String,
     pub out_trade_no: String,
-    #[serde(default)]
     pub transaction_id: String,
-    #[serde(default)]
     pub trade_type: String,
     pub trade_state: String,
-    #[serde(default)]
     pub trade_state_desc: String,
-    #[serde(default)]
     pub bank_type: String,
-    #[serde(default)]
     pub attach: String,
-    #[serde(default)]
     pub success_time: String,
-    #[serde(default)]
     pub payer: Option<Payer>,
-    #[serde(default)]
     pub amount: Option<Amount>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Payer {
-    #[serde(default)]
     pub openid: String,
 }
 
-/// Integer fen: serde refuses a negative, fractional or string amount.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+/// Integer fen: a negative, fractional or string amount is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Amount {
     pub total: u64,
-    #[serde(default)]
     pub payer_total: Option<u64>,
-    #[serde(default)]
     pub currency: Option<String>,
-    #[serde(default)]
     pub payer_currency: Option<String>,
+}
+
+impl Envelope {
+    /// Reads the envelope's JSON (every documented field; unknown ones allowed).
+    pub fn from_json(body: &[u8]) -> Result<Envelope, String> {
+        let fields = json::object(body)?;
+        let e = Object::new(&fields, "");
+        let r = e.object("resource", "resource.")?;
+        Ok(Envelope {
+            id: e.string("id")?,
+            create_time: e.string("create_time")?,
+            event_type: e.string("event_type")?,
+            resource_type: e.string("resource_type")?,
+            resource: Resource {
+                algorithm: r.string("algorithm")?,
+                ciphertext: r.string("ciphertext")?,
+                associated_data: r.string_or_empty("associated_data")?,
+                original_type: r.string("original_type")?,
+                nonce: r.string("nonce")?,
+            },
+            summary: e.string("summary")?,
+        })
+    }
+}
+
+impl Transaction {
+    /// Reads a transaction's JSON (a decrypted resource, or a query's answer).
+    pub fn from_json(body: &[u8]) -> Result<Transaction, String> {
+        let fields = json::object(body)?;
+        let t = Object::new(&fields, "");
+        let payer = match t.opt_object("payer", "payer.")? {
+            Some(p) => Some(Payer {
+                openid: p.string_or_empty("openid")?,
+            }),
+            None => None,
+        };
+        let amount = match t.opt_object("amount", "amount.")? {
+            Some(a) => Some(Amount {
+                total: a.u64("total")?,
+                payer_total: a.opt_u64("payer_total")?,
+                currency: a.opt_string("currency")?,
+                payer_currency: a.opt_string("payer_currency")?,
+            }),
+            None => None,
+        };
+        Ok(Transaction {
+            appid: t.string_or_empty("appid")?,
+            mchid: t.string("mchid")?,
+            out_trade_no: t.string("out_trade_no")?,
+            transaction_id: t.string_or_empty("transaction_id")?,
+            trade_type: t.string_or_empty("trade_type")?,
+            trade_state: t.string("trade_state")?,
+            trade_state_desc: t.string_or_empty("trade_state_desc")?,
+            bank_type: t.string_or_empty("bank_type")?,
+            attach: t.string_or_empty("attach")?,
+            success_time: t.string_or_empty("success_time")?,
+            payer,
+            amount,
+        })
+    }
 }
 
 /// Reads a verified notify's envelope (without decrypting it).
 pub fn parse_envelope(verified: &Verified<'_>) -> Result<Envelope, NotifyV3Error> {
-    serde_json::from_slice(verified.body()).map_err(|e| NotifyV3Error::BadEnvelope(e.to_string()))
+    Envelope::from_json(verified.body()).map_err(NotifyV3Error::BadEnvelope)
 }
 
 /// A verified notify → the [`Notify`] the v2 flow decides on.
@@ -161,8 +208,7 @@ pub fn parse_transaction(envelope: &Envelope, key: &ApiV3Key) -> Result<Notify, 
         return Err(NotifyV3Error::UnsupportedAlgorithm(r.algorithm.clone()));
     }
     let plain = aead::decrypt(key, &r.nonce, &r.associated_data, &r.ciphertext)?;
-    let tx: Transaction =
-        serde_json::from_slice(&plain).map_err(|e| NotifyV3Error::BadTransaction(e.to_string()))?;
+    let tx = Transaction::from_json(&plain).map_err(NotifyV3Error::BadTransaction)?;
     let mut notify = to_notify(&tx)?;
     for (k, v) in [
         ("notify_id", &envelope.id),
@@ -412,7 +458,7 @@ mod tests {
             nonce: "0123456789ab",
         };
         let body = build_paid_notify_bad_tag(&key, &n).unwrap();
-        let env: Envelope = serde_json::from_str(&body).unwrap();
+        let env = Envelope::from_json(body.as_bytes()).unwrap();
         let r = env.resource;
         assert_eq!(
             aead::decrypt(&key, &r.nonce, &r.associated_data, &r.ciphertext),
