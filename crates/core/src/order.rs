@@ -47,7 +47,6 @@ pub struct OrderRow {
     pub attention_note: Option<String>,
     pub reconcile_note: Option<String>,
     /// Σ of the order's refunds that hold money (never above `total_fee` by our own).
-    #[serde(default)]
     pub refunded_fen: Fen,
 }
 
@@ -103,6 +102,7 @@ impl OrderRow {
             attention: r.opt_parsed("attention")?,
             attention_note: r.opt_string("attention_note")?,
             reconcile_note: r.opt_string("reconcile_note")?,
+            refunded_fen: Fen::new(r.opt_u64("refunded_fen")?.unwrap_or(0)),
         })
     }
 }

@@ -168,16 +168,14 @@ impl FromStr for RefundSource {
 }
 
 /// A refund row, as [`crate::store::REFUND_JSON`] hands it over.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RefundRow {
     pub out_refund_no: String,
     pub out_trade_no: String,
     pub merchant_id: String,
     pub amount_fen: crate::Fen,
     pub reason: Option<String>,
-    #[serde(deserialize_with = "parse_field")]
     pub status: RefundStatus,
-    #[serde(deserialize_with = "parse_field")]
     pub source: RefundSource,
     pub refund_id: Option<String>,
     pub version: u64,
@@ -188,25 +186,50 @@ pub struct RefundRow {
     pub updated_ms: u64,
     pub success_ms: Option<u64>,
     pub next_check_ms: Option<u64>,
-    #[serde(default)]
     pub checks: u32,
-}
-
-fn parse_field<'de, D: serde::Deserializer<'de>, T: FromStr>(d: D) -> Result<T, D::Error>
-where
-    T::Err: fmt::Display,
-{
-    let s = <String as serde::Deserialize>::deserialize(d)?;
-    s.parse().map_err(serde::de::Error::custom)
 }
 
 impl RefundRow {
     pub fn from_json(text: &str) -> Result<RefundRow, crate::order::RowError> {
-        serde_json::from_str(text).map_err(|e| crate::order::RowError(e.to_string()))
+        use crate::order::RowError;
+        let fields = crate::json::object(text.as_bytes()).map_err(RowError)?;
+        RefundRow::of(crate::json::Object::new(&fields, "")).map_err(RowError)
     }
 
     pub fn list_from_json(text: &str) -> Result<Vec<RefundRow>, crate::order::RowError> {
-        serde_json::from_str(text).map_err(|e| crate::order::RowError(e.to_string()))
+        use crate::order::RowError;
+        crate::json::array(text.as_bytes())
+            .map_err(RowError)?
+            .iter()
+            .map(|row| match row {
+                serde_json::Value::Object(fields) => {
+                    RefundRow::of(crate::json::Object::new(fields, "")).map_err(RowError)
+                }
+                _ => Err(RowError("expected a refund row object".to_owned())),
+            })
+            .collect()
+    }
+
+    fn of(r: crate::json::Object<'_>) -> Result<RefundRow, String> {
+        Ok(RefundRow {
+            out_refund_no: r.string("out_refund_no")?,
+            out_trade_no: r.string("out_trade_no")?,
+            merchant_id: r.string("merchant_id")?,
+            amount_fen: crate::Fen::new(r.u64("amount_fen")?),
+            reason: r.opt_string("reason")?,
+            status: r.parsed("status")?,
+            source: r.parsed("source")?,
+            refund_id: r.opt_string("refund_id")?,
+            version: r.u64("version")?,
+            idempotency_key: r.opt_string("idempotency_key")?,
+            request_sha256: r.opt_string("request_sha256")?,
+            failure: r.opt_string("failure")?,
+            created_ms: r.u64("created_ms")?,
+            updated_ms: r.u64("updated_ms")?,
+            success_ms: r.opt_u64("success_ms")?,
+            next_check_ms: r.opt_u64("next_check_ms")?,
+            checks: r.u32_or_zero("checks")?,
+        })
     }
 
     /// The guard for a write decided on this row.

@@ -596,7 +596,7 @@ mod tests {
         assert_eq!((back.refund, back.total), (s.refund, s.total));
         let key = ApiV3Key::new("a7cde1ZJB1kG2e7VfTs3jQzaWizur8Gb").unwrap();
         let body = build_notify(&key, "EV-1", "1900000109", &s, "t", "0123456789ab").unwrap();
-        let envelope: Envelope = serde_json::from_str(&body).unwrap();
+        let envelope = Envelope::from_json(body.as_bytes()).unwrap();
         let n = parse_notify(&envelope, &key).unwrap();
         assert_eq!(
             (n.event_type.as_str(), n.mchid.as_str()),
