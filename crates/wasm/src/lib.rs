@@ -155,11 +155,13 @@ fn with_encoded<R>(
         static MEMORY: JsValue = wasm_bindgen::memory();
     }
     let run = |buf: &mut Vec<u8>| {
-        let written = MEMORY.with(|memory| loop {
-            let n = fill(memory, buf.as_mut_ptr() as u32, buf.len() as u32)?;
-            match usize::try_from(n) {
-                Ok(n) => break Ok::<usize, JsValue>(n),
-                Err(_) => buf.resize(n.unsigned_abs() as usize, 0),
+        let written = MEMORY.with(|memory| {
+            loop {
+                let n = fill(memory, buf.as_mut_ptr() as u32, buf.len() as u32)?;
+                match usize::try_from(n) {
+                    Ok(n) => break Ok::<usize, JsValue>(n),
+                    Err(_) => buf.resize(n.unsigned_abs() as usize, 0),
+                }
             }
         })?;
         f(buf.get(..written).unwrap_or_default())
@@ -644,9 +646,7 @@ pub fn parse_notify(
     // One crossing with `notify_record` unless a value could be mistaken for its markers.
     let nul = |v: &str| v.contains('\0');
     let marker = |v: &Option<&str>| v.is_some_and(|v| nul(v) || v.starts_with('\u{1}'));
-    if marker(&err_code)
-        || marker(&err_code_des)
-        || n.params.iter().any(|(k, v)| nul(k) || nul(v))
+    if marker(&err_code) || marker(&err_code_des) || n.params.iter().any(|(k, v)| nul(k) || nul(v))
     {
         let text = [
             ("appid", n.appid.as_str()),
