@@ -200,6 +200,17 @@ test('sign agrees with node:crypto on 2000 random maps', () => {
   }
 });
 
+test('signing with one key, then another, then the first again never signs with a stale key', () => {
+  const p = { a: '1', b: '学费' };
+  const keys = [randomBytes(16).toString('hex'), randomBytes(16).toString('hex')];
+  for (const key of [...keys, ...keys, keys[0], keys[0]]) {
+    for (const t of ['HMAC-SHA256', 'MD5', 'HMAC-SHA256']) {
+      assert.equal(wx.sign(p, key, t), nodeSign(p, key, t));
+      assert.equal(wx.verifySign({ ...p, sign: nodeSign(p, key, t) }, key, t), true);
+    }
+  }
+});
+
 test('decryptUserData agrees with node:crypto createCipheriv on 500 random payloads', () => {
   for (let i = 0; i < 500; i++) {
     const key = randomBytes(16);

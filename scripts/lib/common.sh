@@ -182,7 +182,10 @@ build_pkg() {
   for target in nodejs web; do
     dir="$ROOT/pkg/dist/$([ "$target" = nodejs ] && echo node || echo web)"
     log "wasm-pack build --target $target"
-    wasm-pack --quiet build "$ROOT/crates/wasm" --profile wasm-release --target "$target" \
+    # aes_backend_soft="compact": the aes crate's semi-fixsliced software AES, a third of
+    # its code for decryptUserData and v3Decrypt (both off the per-payment hot paths).
+    RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }--cfg aes_backend_soft=\"compact\"" \
+      wasm-pack --quiet build "$ROOT/crates/wasm" --profile wasm-release --target "$target" \
       --out-dir "$dir" --out-name wxedge --no-pack --no-typescript >/dev/null
     wasm-opt "${BINARYEN_FLAGS[@]}" "$dir/wxedge_bg.wasm" -o "$dir/wxedge_bg.wasm"
     rm -f "$dir/.gitignore"

@@ -191,11 +191,59 @@ pub fn sign_sorted_pairs<'a>(
     key: &str,
     sign_type: SignType,
 ) -> Signature {
-    let mut h = Hasher::new(sign_type, key);
+    sign_prepared(Hasher::new(sign_type, key), key, pairs)
+}
+
+/// The canonical string of `pairs` and `&key=KEY`, through a hasher already keyed.
+fn sign_prepared<'a>(
+    hasher: Hasher,
+    key: &str,
+    pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Signature {
+    let mut h = hasher;
     feed_canonical(pairs, |p| h.update(p));
     h.update(b"&key=");
     h.update(key.as_bytes());
     h.finish()
+}
+
+/// An API key made ready to sign many parameter maps: for HMAC-SHA256 the key's inner and
+/// outer pads are hashed once, here, instead of once per sign (two of the seven SHA-256
+/// blocks of a unifiedorder). Signs exactly as [`sign_sorted_pairs`] does.
+#[derive(Clone)]
+pub struct Signer {
+    key: String,
+    sign_type: SignType,
+    prepared: Hasher,
+}
+
+impl Signer {
+    pub fn new(key: &str, sign_type: SignType) -> Signer {
+        Signer {
+            key: key.to_owned(),
+            sign_type,
+            prepared: Hasher::new(sign_type, key),
+        }
+    }
+
+    /// Whether this signer signs with `key` under `sign_type`.
+    pub fn is_for(&self, key: &str, sign_type: SignType) -> bool {
+        self.sign_type == sign_type && self.key == key
+    }
+
+    /// [`sign_sorted_pairs`] under this signer's key and algorithm.
+    pub fn sign_sorted_pairs<'a>(
+        &self,
+        pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Signature {
+        sign_prepared(self.prepared.clone(), &self.key, pairs)
+    }
+
+    /// [`verify_sorted_pairs`] under this signer's key and algorithm.
+    pub fn verify_sorted_pairs(&self, pairs: &[(&str, &str)]) -> Result<(), SignError> {
+        let given = pairs.iter().find(|(k, _)| *k == "sign").map(|(_, v)| *v);
+        judge(given, self.sign_sorted_pairs(pairs.iter().copied()))
+    }
 }
 
 /// The sign of an arbitrary message: `MD5(message)` or `HMAC-SHA256(key, message)`.
@@ -207,6 +255,7 @@ pub(crate) fn sign_message(message: &str, key: &str, sign_type: SignType) -> Sig
 }
 
 /// The two digests behind a v2 sign, fed in pieces so no string is ever built.
+#[derive(Clone)]
 enum Hasher {
     Md5(Md5),
     /// Keyed with the API key (which is also appended to the message).
@@ -349,5 +398,23 @@ mod tests {
         sign_into(&mut p, "key", SignType::HmacSha256);
         assert_eq!(verify(&p, "key", SignType::HmacSha256), Ok(()));
         assert_eq!(verify(&p, "key", SignType::Md5), Err(SignError::Mismatch));
+    }
+
+    #[test]
+    fn a_signer_signs_as_sign_does_again_and_again() {
+        let long = "x".repeat(300); // several blocks
+        let p = params(&[("a", "1"), ("b", long.as_str()), ("c", ""), ("sign", "S")]);
+        for t in [SignType::Md5, SignType::HmacSha256] {
+            let signer = Signer::new("key", t);
+            assert!(signer.is_for("key", t) && !signer.is_for("other", t));
+            for _ in 0..2 {
+                assert_eq!(
+                    signer.sign_sorted_pairs(pairs(&p)).as_str(),
+                    sign(&p, "key", t).as_str()
+                );
+            }
+            let pairs: Vec<(&str, &str)> = pairs(&p).collect();
+            assert_eq!(signer.verify_sorted_pairs(&pairs), Err(SignError::Mismatch));
+        }
     }
 }

@@ -11,7 +11,7 @@ use wasm_bindgen::prelude::*;
 use wxedge_core::explain::{self, Context, Mistake};
 use wxedge_core::notify::{self, Outcome};
 use wxedge_core::pay::{self, PayError};
-use wxedge_core::sign::{self, SignType};
+use wxedge_core::sign::{self, SignType, Signer};
 use wxedge_core::v3::explain::Mistake as MistakeV3;
 use wxedge_core::{ALL_CODES, ErrorCode, Params, crypt, random, xml};
 
@@ -58,10 +58,20 @@ function flat(obj) {
   return n + '\u0000' + out;
 }
 const utf8 = new TextEncoder();
-export function flattenInto(obj, memory, ptr, cap) {
-  const s = flat(obj);
-  const { read, written } = utf8.encodeInto(s, new Uint8Array(memory.buffer, ptr, cap));
+// The reused buffer's view, made again only when the buffer moves or memory grows.
+let view = null;
+function into(s, memory, ptr, cap) {
+  if (view === null || view.buffer !== memory.buffer || view.byteOffset !== ptr || view.length !== cap) {
+    view = new Uint8Array(memory.buffer, ptr, cap);
+  }
+  const { read, written } = utf8.encodeInto(s, view);
   return read === s.length ? written : -3 * s.length;
+}
+export function flattenInto(obj, memory, ptr, cap) {
+  return into(flat(obj), memory, ptr, cap);
+}
+export function textInto(s, memory, ptr, cap) {
+  return into(s, memory, ptr, cap);
 }
 export function unflatten(s) {
   const o = {};
@@ -70,17 +80,27 @@ export function unflatten(s) {
   for (let i = 0; i + 1 < parts.length; i += 2) o[parts[i]] = parts[i + 1];
   return o;
 }
-export function record(s, nested, value) {
-  const o = {};
-  const parts = s.split('\u0000');
-  for (let i = 0; i + 1 < parts.length; i += 2) {
-    const v = parts[i + 1];
-    o[parts[i]] = v === '\u0001' ? null : v.charCodeAt(0) === 2 ? Number(v.slice(1)) : v;
-  }
-  o[nested] = value;
-  return o;
-}
 const hasOwn = Object.prototype.hasOwnProperty;
+export function notifyRecord(s) {
+  const parts = s.split('\u0000');
+  const params = {};
+  for (let i = 4; i + 1 < parts.length; i += 2) params[parts[i]] = parts[i + 1];
+  const text = (k) => (hasOwn.call(params, k) ? params[k] : '');
+  const nullable = (v) => (v === '\u0001' ? null : v);
+  return {
+    appid: text('appid'),
+    mch_id: text('mch_id'),
+    out_trade_no: text('out_trade_no'),
+    transaction_id: text('transaction_id'),
+    total_fee: Number(parts[0]),
+    openid: text('openid'),
+    time_end: text('time_end'),
+    result_code: parts[1],
+    err_code: nullable(parts[2]),
+    err_code_des: nullable(parts[3]),
+    params,
+  };
+}
 export function watermarkOf(d) {
   const w = hasOwn.call(d, 'watermark') ? d.watermark : undefined;
   const fields = typeof w === 'object' && w !== null;
@@ -102,10 +122,15 @@ extern "C" {
     // normally instead of being skipped by a JS exception unwinding through wasm.
     #[wasm_bindgen(catch, js_name = flattenInto)]
     fn flatten_into(obj: &JsValue, memory: &JsValue, ptr: u32, cap: u32) -> Result<i32, JsValue>;
+    /// A string encoded into the buffer as UTF-8, as [`flatten_into`] does.
+    #[wasm_bindgen(js_name = textInto)]
+    fn text_into(s: &JsValue, memory: &JsValue, ptr: u32, cap: u32) -> i32;
+    /// A parsed notify in one crossing: `"total_fee\0result_code\0err_code\0err_code_des\0"`
+    /// (`\u{1}` for a null), then its params as `k\0v\0…`. The other fields are the
+    /// params' own (`""` when absent), as [`notify::parse_notify`] reads them.
+    #[wasm_bindgen(js_name = notifyRecord)]
+    fn notify_record(flat: &str) -> JsValue;
     fn unflatten(flat: &str) -> JsValue;
-    /// A result object in one crossing: `"k\0v\0…"` where a value `\u{1}` is null and
-    /// `\u{2}123` the number 123, plus one nested value.
-    fn record(flat: &str, nested: &str, value: JsValue) -> JsValue;
     /// The own `watermark.appid` and `watermark.timestamp` of a JSON.parse result, in one
     /// crossing: a kind letter for each (`a` absent, `s` string, `n` number, `o` anything
     /// else), NUL, the appid. Own properties only: one inherited from a polluted
@@ -118,6 +143,36 @@ extern "C" {
     fn watermark_timestamp(data: &JsValue) -> f64;
 }
 
+/// Runs `f` on the bytes `fill` writes into a reused buffer in wasm memory (through the
+/// engine's `encodeInto`): `fill(memory, ptr, cap)` says how much it wrote or, negative,
+/// how large the buffer must be.
+fn with_encoded<R>(
+    fill: impl Fn(&JsValue, u32, u32) -> Result<i32, JsValue>,
+    f: impl FnOnce(&[u8]) -> Result<R, JsValue>,
+) -> Result<R, JsValue> {
+    thread_local! {
+        static BUF: RefCell<Vec<u8>> = RefCell::new(vec![0; 8192]);
+        static MEMORY: JsValue = wasm_bindgen::memory();
+    }
+    let run = |buf: &mut Vec<u8>| {
+        let written = MEMORY.with(|memory| {
+            loop {
+                let n = fill(memory, buf.as_mut_ptr() as u32, buf.len() as u32)?;
+                match usize::try_from(n) {
+                    Ok(n) => break Ok::<usize, JsValue>(n),
+                    Err(_) => buf.resize(n.unsigned_abs() as usize, 0),
+                }
+            }
+        })?;
+        f(buf.get(..written).unwrap_or_default())
+    };
+    // Re-entered (a getter in a params object calling back into wxedge): a fresh buffer.
+    BUF.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => run(&mut buf),
+        Err(_) => run(&mut vec![0; 8192]),
+    })
+}
+
 /// Runs `f` on the flattened form of a JS params object: `"n\0k\0v\0…k\0v\0"`, the count
 /// of pairs then the pairs (numbers and booleans as `String(x)` writes them; `null` and
 /// `undefined` values left out, like empty ones), read from a reused buffer.
@@ -126,34 +181,19 @@ fn with_flat<R>(
     what: &str,
     f: impl FnOnce(&str) -> Result<R, JsValue>,
 ) -> Result<R, JsValue> {
-    thread_local! {
-        static BUF: RefCell<Vec<u8>> = RefCell::new(vec![0; 8192]);
-    }
-    let run = |buf: &mut Vec<u8>| {
-        let memory = wasm_bindgen::memory();
-        let written = loop {
-            // The JS side writes into `buf` through wasm memory and says how much it wrote,
-            // or (negative) how large the buffer must be.
-            let n = flatten_into(value, &memory, buf.as_mut_ptr() as u32, buf.len() as u32)?;
-            match usize::try_from(n) {
-                Ok(n) => break n,
-                Err(_) => buf.resize(n.unsigned_abs() as usize, 0),
+    with_encoded(
+        |memory, ptr, cap| flatten_into(value, memory, ptr, cap),
+        |bytes| {
+            let flat = std::str::from_utf8(bytes)
+                .map_err(|_| invalid(format!("{what} is not valid text")))?;
+            // The type checks happen in JS: each check from here would be a crossing.
+            if flat.starts_with('\u{2}') {
+                return Err(invalid(format!("{what} must be an object of strings")));
             }
-        };
-        let flat = std::str::from_utf8(buf.get(..written).unwrap_or_default())
-            .map_err(|_| invalid(format!("{what} is not valid text")))?;
-        // The type checks happen in JS: each check from here would be a crossing.
-        if flat.starts_with('\u{2}') {
-            return Err(invalid(format!("{what} must be an object of strings")));
-        }
-        check_nested(flat, what)?;
-        f(flat)
-    };
-    // Re-entered (a getter in `value` calling back into wxedge): use a fresh buffer.
-    BUF.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut buf) => run(&mut buf),
-        Err(_) => run(&mut vec![0; 8192]),
-    })
+            check_nested(flat, what)?;
+            f(flat)
+        },
+    )
 }
 
 fn check_nested(flat: &str, what: &str) -> Result<(), JsValue> {
@@ -273,6 +313,20 @@ fn sign_type_of(s: Option<String>) -> Result<Option<SignType>, JsValue> {
         .transpose()
 }
 
+/// Runs `f` on the bytes of a body given as a string (encoded straight into the reused
+/// buffer: no copy by the glue, no allocation) or a Uint8Array.
+fn with_body<R>(
+    value: &JsValue,
+    what: &str,
+    f: impl FnOnce(&[u8]) -> Result<R, JsValue>,
+) -> Result<R, JsValue> {
+    if value.is_string() {
+        with_encoded(|memory, ptr, cap| Ok(text_into(value, memory, ptr, cap)), f)
+    } else {
+        f(&body_of(value, what)?)
+    }
+}
+
 /// Bytes of a body given as a string or a Uint8Array.
 fn body_of(value: &JsValue, what: &str) -> Result<Vec<u8>, JsValue> {
     if let Some(s) = value.as_string() {
@@ -292,7 +346,26 @@ pub fn sign_js(params: JsValue, key: &str, sign_type: Option<String>) -> Result<
     with_flat(&params, "params", |flat| {
         let pairs = sorted_pairs(flat, "params")?;
         let t = sign_type_for(sign_type, &pairs)?;
-        Ok(sign::sign_sorted_pairs(pairs, key, t).to_string())
+        Ok(with_signer(key, t, |s| s.sign_sorted_pairs(pairs)).to_string())
+    })
+}
+
+/// Runs `f` with a [`Signer`] for `key`: the last one made, when it is for the same key
+/// and algorithm (a backend signs with one merchant key over and over).
+fn with_signer<R>(key: &str, t: SignType, f: impl FnOnce(&Signer) -> R) -> R {
+    thread_local! {
+        static LAST: RefCell<Option<Signer>> = const { RefCell::new(None) };
+    }
+    LAST.with(|cell| {
+        let mut last = cell.borrow_mut();
+        match last.as_ref() {
+            Some(s) if s.is_for(key, t) => {}
+            _ => *last = Some(Signer::new(key, t)),
+        }
+        match last.as_ref() {
+            Some(s) => f(s),
+            None => f(&Signer::new(key, t)),
+        }
     })
 }
 
@@ -303,7 +376,7 @@ pub fn verify_sign(params: JsValue, key: &str, sign_type: Option<String>) -> Res
     let t = verifying_sign_type(sign_type, "verifySign")?;
     with_flat(&params, "params", |flat| {
         let pairs = sorted_pairs(flat, "params")?;
-        match sign::verify_sorted_pairs(&pairs, key, t) {
+        match with_signer(key, t, |s| s.verify_sorted_pairs(&pairs)) {
             Ok(()) => Ok(true),
             Err(sign::SignError::Mismatch) => Ok(false),
             Err(e) => Err(core_error(e)),
@@ -318,7 +391,7 @@ pub fn to_xml(params: JsValue) -> Result<String, JsValue> {
 
 #[wasm_bindgen(js_name = parseXml)]
 pub fn parse_xml(body: JsValue) -> Result<JsValue, JsValue> {
-    let map = xml::parse_xml(&body_of(&body, "xml")?).map_err(core_error)?;
+    let map = with_body(&body, "xml", |b| xml::parse_xml(b).map_err(core_error))?;
     Ok(params_js(&map))
 }
 
@@ -557,7 +630,9 @@ pub fn parse_notify(
     sign_type: Option<String>,
 ) -> Result<JsValue, JsValue> {
     let t = verifying_sign_type(sign_type, "parseNotify")?;
-    let n = notify::parse_notify(&body_of(&body, "xml")?, key, t).map_err(core_error)?;
+    let n = with_body(&body, "xml", |b| {
+        notify::parse_notify(b, key, t).map_err(core_error)
+    })?;
     let (result_code, err_code, err_code_des) = match &n.outcome {
         Outcome::Paid => ("SUCCESS", None, None),
         Outcome::Failed {
@@ -565,23 +640,24 @@ pub fn parse_notify(
             err_code_des,
         } => ("FAIL", Some(err_code.as_str()), Some(err_code_des.as_str())),
     };
-    let text = [
-        ("appid", n.appid.as_str()),
-        ("mch_id", &n.mch_id),
-        ("out_trade_no", &n.out_trade_no),
-        ("transaction_id", &n.transaction_id),
-        ("openid", &n.openid),
-        ("time_end", &n.time_end),
-        ("result_code", result_code),
-    ];
-    let nullable = [("err_code", err_code), ("err_code_des", err_code_des)];
     // Fen fit a JS number exactly far beyond any real payment (2^53 fen).
     let total_fee = n.total_fee.get();
-    let params = params_js(&n.params);
 
-    // One crossing with `record` unless a value could be mistaken for its markers.
-    let plain = |v: &str| !v.contains('\0') && !v.starts_with(['\u{1}', '\u{2}']);
-    if !(text.iter().all(|(_, v)| plain(v)) && nullable.iter().all(|(_, v)| v.is_none_or(plain))) {
+    // One crossing with `notify_record` unless a value could be mistaken for its markers.
+    let nul = |v: &str| v.contains('\0');
+    let marker = |v: &Option<&str>| v.is_some_and(|v| nul(v) || v.starts_with('\u{1}'));
+    if marker(&err_code) || marker(&err_code_des) || n.params.iter().any(|(k, v)| nul(k) || nul(v))
+    {
+        let text = [
+            ("appid", n.appid.as_str()),
+            ("mch_id", &n.mch_id),
+            ("out_trade_no", &n.out_trade_no),
+            ("transaction_id", &n.transaction_id),
+            ("openid", &n.openid),
+            ("time_end", &n.time_end),
+            ("result_code", result_code),
+        ];
+        let nullable = [("err_code", err_code), ("err_code_des", err_code_des)];
         let mut pairs: Vec<(&str, JsValue)> = text.iter().map(|(k, v)| (*k, str_js(v))).collect();
         pairs.extend(
             nullable
@@ -589,17 +665,25 @@ pub fn parse_notify(
                 .map(|(k, v)| (*k, v.map_or(JsValue::NULL, str_js))),
         );
         pairs.push(("total_fee", JsValue::from_f64(total_fee as f64)));
-        pairs.push(("params", params));
+        pairs.push(("params", params_js(&n.params)));
         return Ok(object(pairs));
     }
-    let mut flat = format!("total_fee\0\u{2}{total_fee}");
-    for (k, v) in text {
+    let mut flat = String::with_capacity(
+        64 + n
+            .params
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + 2)
+            .sum::<usize>(),
+    );
+    flat.push_str(&total_fee.to_string());
+    for v in [Some(result_code), err_code, err_code_des] {
+        flat.push('\0');
+        flat.push_str(v.unwrap_or("\u{1}"));
+    }
+    for (k, v) in &n.params {
         flat.extend(["\0", k, "\0", v]);
     }
-    for (k, v) in nullable {
-        flat.extend(["\0", k, "\0", v.unwrap_or("\u{1}")]);
-    }
-    Ok(record(&flat, "params", params))
+    Ok(notify_record(&flat))
 }
 
 /// The XML answer to a notify: `SUCCESS`/`OK`, or `FAIL` with the reason.
