@@ -1466,7 +1466,7 @@ impl World {
                 let Some(l) = loaded else {
                     // Verified (the signature is the v3 tests' concern), decrypted and read
                     // by the production parser, then the refund and its order loaded.
-                    let envelope: Envelope = serde_json::from_slice(body).expect("envelope");
+                    let envelope = Envelope::from_json(body).expect("envelope");
                     let key = ApiV3Key::new(API_V3_KEY).expect("key");
                     let n = v3refund::parse_notify(&envelope, &key).expect("a refund notify");
                     let refund = self.db.refund(&n.state.out_refund_no);
