@@ -44,8 +44,8 @@ pub async fn handle(mut req: Request, env: &Env, out_trade_no: &str) -> ApiResul
     let db = db::d1(env)?;
     let order = owned(&db, &session, out_trade_no).await?;
     let mut data = view(&order);
-    // Refunds are shown on the order (one query, only when there are any).
-    if order.refunded_fen.get() > 0 || order.status.is_paid() {
+    // Refunds are shown on a paid order (one more query; only a paid order has any).
+    if order.status.is_paid() {
         let refunds = crate::refunds::of_order(&db, out_trade_no).await?;
         data["refunded_fen"] = json!(order.refunded_fen);
         data["refunds"] = refunds.iter().map(crate::refunds::view).collect();

@@ -318,9 +318,17 @@ pub const ORDER_JSON: &str = "json_object('out_trade_no', out_trade_no, 'openid'
 
 /// `'A', 'B'` for an SQL `IN (…)`, from the enum (the names are constants, never input).
 pub fn status_list(statuses: &[OrderStatus]) -> String {
-    statuses
-        .iter()
-        .map(|s| format!("'{}'", s.as_str()))
+    quoted(statuses.iter().map(|s| s.as_str()))
+}
+
+/// The same for refund states.
+pub fn refund_status_list(statuses: &[RefundStatus]) -> String {
+    quoted(statuses.iter().map(|s| s.as_str()))
+}
+
+fn quoted<'a>(names: impl Iterator<Item = &'a str>) -> String {
+    names
+        .map(|n| format!("'{n}'"))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -826,11 +834,7 @@ pub fn balance_at(merchant_id: &str, paid_before_ms: u64) -> Statement {
 pub fn audit_snapshot() -> Statement {
     let paid = status_list(&PAID);
     let withdrawn = OrderStatus::Withdrawn.as_str();
-    let held = crate::refund::HOLDING
-        .iter()
-        .map(|s| format!("'{}'", s.as_str()))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let held = refund_status_list(&crate::refund::HOLDING);
     Statement::new(
         format!(
             "SELECT json_object(
@@ -1085,11 +1089,7 @@ pub fn bill_match(
     now_ms: u64,
 ) -> Batch {
     let paid = status_list(&PAID);
-    let held = crate::refund::HOLDING
-        .iter()
-        .map(|s| format!("'{}'", s.as_str()))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let held = refund_status_list(&crate::refund::HOLDING);
     let d = || SqlArg::from(bill_date);
     let insert = "INSERT INTO reconciliation (bill_date, kind, reference, difference, ours_fen, bill_fen, ours_status, bill_status)";
     Batch {
