@@ -10,6 +10,7 @@
 use thiserror::Error;
 
 use crate::Fen;
+use crate::flow::bill::BillStatus;
 use crate::ledger::OrderStatus;
 use crate::order::{Attention, PaidVia, Seen};
 use crate::refund::{RefundSeen, RefundSource, RefundStatus};
@@ -985,70 +986,82 @@ pub fn due_refunds(now_ms: u64, limit: u64) -> Statement {
     )
 }
 
-/// Bill rows per INSERT: 6 binds each, within D1's 100 bound parameters per statement.
-pub const BILL_ROWS_PER_INSERT: usize = 16;
+/// The most JSON one `bill_rows` insert carries: under D1's 2 MB per value, and enough that
+/// a bill of 100,000 rows is a few statements (D1 allows 1,000 queries per invocation).
+pub const BILL_ROWS_JSON_BYTES: usize = 1_000_000;
 
-/// The statements that store `rows` of the bill of `bill_date` (payments and refunds;
-/// other rows are only counted by the parser).
-pub fn bill_rows_insert(bill_date: &str, rows: &[crate::bill::BillRow]) -> Vec<Statement> {
+/// Appends one bill row to a JSON array being built (`[kind, out_trade_no, out_refund_no,
+/// amount_fen, status]`); false for rows only the parser counts (REVOKED…).
+pub fn push_bill_row(json: &mut String, row: &crate::bill::BillRow) -> bool {
     use crate::bill::BillRow;
-    /// (kind, out_trade_no, out_refund_no, amount, status)
-    type Kept<'a> = (&'a str, &'a str, Option<&'a str>, Fen, Option<&'a str>);
-    let kept: Vec<Kept<'_>> = rows
-        .iter()
-        .filter_map(|r| match r {
-            BillRow::Payment {
-                out_trade_no,
-                amount,
-                ..
-            } => Some(("PAYMENT", out_trade_no.as_str(), None, *amount, None)),
-            BillRow::Refund {
-                out_trade_no,
-                out_refund_no,
-                amount,
-                status,
-                ..
-            } => Some((
-                "REFUND",
-                out_trade_no.as_str(),
-                Some(out_refund_no.as_str()),
-                *amount,
-                Some(status.as_str()),
-            )),
-            BillRow::Other { .. } => None,
-        })
-        .collect();
-    kept.chunks(BILL_ROWS_PER_INSERT)
-        .map(|chunk| {
-            let mut args = Vec::with_capacity(chunk.len() * 6);
-            let values: Vec<String> = chunk
-                .iter()
-                .enumerate()
-                .map(|(i, (kind, no, refund_no, amount, status))| {
-                    args.extend([
-                        SqlArg::from(bill_date),
-                        SqlArg::from(*kind),
-                        SqlArg::from(*no),
-                        SqlArg::from(*refund_no),
-                        SqlArg::from(*amount),
-                        SqlArg::from(*status),
-                    ]);
-                    let b = i * 6;
-                    format!("(?{}, ?{}, ?{}, ?{}, ?{}, ?{})", b + 1, b + 2, b + 3, b + 4, b + 5, b + 6)
-                })
-                .collect();
-            Statement::new(
-                format!(
-                    "INSERT INTO bill_rows (bill_date, kind, out_trade_no, out_refund_no, amount_fen, status) VALUES {}",
-                    values.join(", ")
-                ),
-                args,
-            )
-        })
-        .collect()
+    use std::fmt::Write as _;
+    let quoted = |s: &str| serde_json::Value::from(s).to_string();
+    let (kind, no, refund_no, amount, status) = match row {
+        BillRow::Payment {
+            out_trade_no,
+            amount,
+            ..
+        } => ("PAYMENT", out_trade_no, None, *amount, None),
+        BillRow::Refund {
+            out_trade_no,
+            out_refund_no,
+            amount,
+            status,
+            ..
+        } => (
+            "REFUND",
+            out_trade_no,
+            Some(out_refund_no.as_str()),
+            *amount,
+            Some(status.as_str()),
+        ),
+        BillRow::Other { .. } => return false,
+    };
+    json.push(if json.is_empty() { '[' } else { ',' });
+    let opt = |v: Option<&str>| v.map_or_else(|| "null".to_owned(), quoted);
+    let _ = write!(
+        json,
+        "[\"{kind}\",{},{},{},{}]",
+        quoted(no),
+        opt(refund_no),
+        amount.get(),
+        opt(status)
+    );
+    true
 }
 
-/// Starts loading the bill of `bill_date`: its earlier rows, differences and state dropped.
+/// Closes the array [`push_bill_row`] built, leaving `json` empty for the next.
+pub fn close_bill_rows(json: &mut String) -> String {
+    let mut done = std::mem::take(json);
+    if done.is_empty() {
+        done.push('[');
+    }
+    done.push(']');
+    done
+}
+
+/// The statement that stores one JSON array of bill rows ([`push_bill_row`]).
+pub fn bill_rows_insert_json(bill_date: &str, rows_json: &str) -> Statement {
+    Statement::new(
+        "INSERT INTO bill_rows (bill_date, kind, out_trade_no, out_refund_no, amount_fen, status)
+         SELECT ?1, json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'),
+                json_extract(value, '$[3]'), json_extract(value, '$[4]')
+         FROM json_each(?2)",
+        vec![bill_date.into(), rows_json.into()],
+    )
+}
+
+/// The bill of `bill_date` as [`crate::flow::bill::BillSeen`] reads it, in column `j`
+/// (no row: no bill tried yet).
+pub fn bill_seen(bill_date: &str) -> Statement {
+    Statement::new(
+        "SELECT json_object('status', status, 'updated_ms', updated_ms) AS j FROM bills WHERE bill_date = ?1",
+        vec![bill_date.into()],
+    )
+}
+
+/// Starts storing the bill of `bill_date` (the first statements of the batch
+/// [`crate::flow::bill::after_file`] makes): its earlier rows and differences dropped.
 pub fn bill_begin(bill_date: &str, now_ms: u64) -> Batch {
     let d = || SqlArg::from(bill_date);
     Batch {
@@ -1056,21 +1069,33 @@ pub fn bill_begin(bill_date: &str, now_ms: u64) -> Batch {
             Statement::new("DELETE FROM bill_rows WHERE bill_date = ?1", vec![d()]),
             Statement::new("DELETE FROM reconciliation WHERE bill_date = ?1", vec![d()]),
             Statement::new(
-                "INSERT INTO bills (bill_date, status, updated_ms) VALUES (?1, 'LOADING', ?2)
-                 ON CONFLICT (bill_date) DO UPDATE SET status = 'LOADING', note = NULL, updated_ms = ?2",
-                vec![d(), SqlArg::Int(now_ms)],
+                "INSERT INTO bills (bill_date, status, updated_ms) VALUES (?1, ?3, ?2)
+                 ON CONFLICT (bill_date) DO UPDATE SET status = ?3, note = NULL, updated_ms = ?2",
+                vec![
+                    d(),
+                    SqlArg::Int(now_ms),
+                    BillStatus::Matched.as_str().into(),
+                ],
             ),
         ],
         guard: None,
     }
 }
 
-/// Marks the bill of `bill_date` as not matched (`status`: FAILED or NO_BILL) with why.
+/// Records a fetch of the bill of `bill_date` that matched nothing (`status`: NO_BILL,
+/// NOT_YET, FAILED) with why; a day already MATCHED keeps its match.
 pub fn bill_end(bill_date: &str, status: &str, note: &str, now_ms: u64) -> Statement {
     Statement::new(
         "INSERT INTO bills (bill_date, status, note, updated_ms, differences) VALUES (?1, ?2, ?3, ?4, 0)
-         ON CONFLICT (bill_date) DO UPDATE SET status = ?2, note = ?3, updated_ms = ?4",
-        vec![bill_date.into(), status.into(), note.into(), SqlArg::Int(now_ms)],
+         ON CONFLICT (bill_date) DO UPDATE SET status = ?2, note = ?3, updated_ms = ?4
+         WHERE bills.status <> ?5",
+        vec![
+            bill_date.into(),
+            status.into(),
+            note.into(),
+            SqlArg::Int(now_ms),
+            BillStatus::Matched.as_str().into(),
+        ],
     )
 }
 
@@ -1151,7 +1176,7 @@ pub fn bill_match(
                 vec![d(), previous_date.into(), SqlArg::Int(day_start_ms), SqlArg::Int(day_end_ms)],
             ),
             Statement::new(
-                "UPDATE bills SET status = 'MATCHED', sha1 = ?2, row_count = ?3, paid_fen = ?4, refunded_fen = ?5,
+                "UPDATE bills SET status = ?7, sha1 = ?2, row_count = ?3, paid_fen = ?4, refunded_fen = ?5,
                    differences = (SELECT COUNT(*) FROM reconciliation WHERE bill_date = ?1), note = NULL, updated_ms = ?6
                  WHERE bill_date = ?1",
                 vec![
@@ -1161,6 +1186,7 @@ pub fn bill_match(
                     summary.paid.into(),
                     summary.refunded.into(),
                     SqlArg::Int(now_ms),
+                    BillStatus::Matched.as_str().into(),
                 ],
             ),
             Statement::new(
@@ -1170,6 +1196,21 @@ pub fn bill_match(
         ],
         guard: None,
     }
+}
+
+/// What `GET /admin/ledger` counts of the daily bills, as one JSON object in column `j`:
+/// differences stored over all days (and by kind), bills by status, the last day matched.
+pub fn reconciliation_summary() -> Statement {
+    Statement::new(
+        "SELECT json_object(
+           'differences', (SELECT COUNT(*) FROM reconciliation),
+           'by_difference', (SELECT COALESCE(json_group_object(difference, n), '{}')
+                             FROM (SELECT difference, COUNT(*) AS n FROM reconciliation GROUP BY difference)),
+           'bills', (SELECT COALESCE(json_group_object(status, n), '{}')
+                     FROM (SELECT status, COUNT(*) AS n FROM bills GROUP BY status)),
+           'last_matched', (SELECT MAX(bill_date) FROM bills WHERE status = ?1)) AS j",
+        vec![BillStatus::Matched.as_str().into()],
+    )
 }
 
 /// The bill of `bill_date` and its differences, as one JSON object in column `j`.

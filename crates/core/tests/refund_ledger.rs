@@ -9,6 +9,7 @@ use rusqlite::types::Value;
 use serde_json::json;
 use wxedge_core::Fen;
 use wxedge_core::flow::Decision;
+use wxedge_core::flow::bill;
 use wxedge_core::flow::notify::Received;
 use wxedge_core::flow::refund::{self as rflow, Next, Notice, Policy, Refusal, Request, Step};
 use wxedge_core::flow::withdraw::{self as wflow, Begin, WithdrawalRow};
@@ -459,7 +460,8 @@ fn the_daily_bill_finds_every_difference() {
     use wxedge_core::bill::BillParser;
     let db = Db::new();
     let p = Policy::default();
-    let day = 1_000_000u64;
+    // Bill days are Beijing days: ours is 2026-12-01.
+    let (day, _) = bill::day_bounds("2026-12-01").unwrap();
     // Ours: T1 (100) and T2 (50) paid that day, T4 (70) paid that day but billed the day
     // before (we learned of it after midnight), T5 (20) paid that day and in no bill; a
     // refund R1 of 30 on T1 (PROCESSING), and R2 of 10 on T2 that WeChat closed.
@@ -524,36 +526,50 @@ fn the_daily_bill_finds_every_difference() {
     let bill = format!(
         "{header}{rows}总交易单数,应结订单总金额,退款总金额,充值券退款总金额,手续费总金额,订单总金额,申请退款总金额\n`6,`1.95,`0.45,`0.00,`0.00000,`1.95,`0.45\n"
     );
-    let mut parser = BillParser::new();
-    let mut parsed = Vec::new();
-    parser.feed(bill.as_bytes(), &mut parsed).unwrap();
-    let summary = parser.finish(&mut parsed).unwrap();
+    // Each bill is fed in small chunks, as a download streams in, and stored and matched
+    // in the one batch the core decides.
+    let load = |text: &str, date: &str, now: u64| {
+        let mut parser = BillParser::new();
+        let mut rows = bill::Rows::new();
+        let mut parsed = Vec::new();
+        for chunk in text.as_bytes().chunks(7) {
+            parser.feed(chunk, &mut parsed).unwrap();
+            rows.take(&mut parsed);
+        }
+        let summary = parser.finish(&mut parsed);
+        rows.take(&mut parsed);
+        let sha = summary.as_ref().map(|s| s.sha1.clone()).unwrap_or_default();
+        bill::after_file(date, summary, Some(&sha), rows, now)
+    };
     // Yesterday's bill had T4.
     let yesterday = format!(
         "{header}{}总交易单数,应结订单总金额,退款总金额,充值券退款总金额,手续费总金额,订单总金额,申请退款总金额\n`1,`0.70,`0.00,`0.00,`0.00000,`0.70,`0.00\n",
         pay("T0000004", "0.70")
     );
-    let mut y = BillParser::new();
-    let mut yrows = Vec::new();
-    y.feed(yesterday.as_bytes(), &mut yrows).unwrap();
-    y.finish(&mut yrows).unwrap();
-    for (date, r) in [("2026-11-30", &yrows), ("2026-12-01", &parsed)] {
-        assert!(db.run(&store::bill_begin(date, day)));
-        for s in store::bill_rows_insert(date, r) {
-            db.run(&Batch {
-                statements: vec![s],
-                guard: None,
-            });
-        }
-    }
-    db.run(&store::bill_match(
-        "2026-12-01",
-        "2026-11-30",
-        day,
-        day + 86_400_000,
-        &summary,
-        day + 90_000_000,
-    ));
+    assert!(db.run(&load(&yesterday, "2026-11-30", day).unwrap()));
+    // A bill whose SHA-1 is not WeChat's is refused, nothing stored.
+    let forged = {
+        let mut parser = BillParser::new();
+        let mut parsed = Vec::new();
+        parser.feed(bill.as_bytes(), &mut parsed).unwrap();
+        let s = parser.finish(&mut parsed);
+        let mut rows = bill::Rows::new();
+        rows.take(&mut parsed);
+        bill::after_file("2026-12-01", s, Some("0000"), rows, day)
+    };
+    let refused = forged.unwrap_err();
+    assert_eq!(
+        (refused.status, refused.code),
+        (bill::BillStatus::Failed, "BILL_HASH_MISMATCH")
+    );
+    assert!(db.run(&refused.batch("2026-12-01", day)));
+    assert_eq!(
+        db.json(&store::bill_seen("2026-12-01")).unwrap(),
+        format!(r#"{{"status":"FAILED","updated_ms":{day}}}"#)
+    );
+    assert!(db.run(&load(&bill, "2026-12-01", day + 90_000_000).unwrap()));
+    // A later failed fetch of a matched day leaves the match.
+    assert!(db.run(&bill::Recorded::unreachable("tradebill").batch("2026-12-01", day)));
     let report: serde_json::Value = serde_json::from_str(
         &db.json(&store::reconciliation_report("2026-12-01"))
             .unwrap(),

@@ -16,8 +16,10 @@
 //! | [`refund`] | a refund request (the money taken at once), WeChat's answer, the query, a refund notify (also one made by hand) |
 //! | [`withdraw`] | a withdrawal's claim batch, an idempotent replay, the answer |
 //! | [`attention`] | an operator clearing an order's mark once dealt with |
+//! | [`bill`] | which day's bill to fetch and when, what the apply answer means, the batch that stores and matches it |
 
 pub mod attention;
+pub mod bill;
 pub mod notify;
 pub mod pay;
 pub mod reconcile;
