@@ -14,7 +14,7 @@ use wxedge_core::{random, store};
 use crate::api::{ApiError, ApiResult, Input, ok};
 use crate::db::{self, Arg};
 use crate::ledger::{cursor, limit};
-use crate::{auth, now_ms, orders, reconcile};
+use crate::{auth, bills, now_ms, orders, reconcile};
 
 /// `POST /admin/merchants` {name}: a merchant and its API key, shown this once.
 pub async fn create_merchant(mut req: Request, env: &Env) -> ApiResult<Response> {
@@ -142,7 +142,12 @@ pub async fn audit(req: Request, env: &Env) -> ApiResult<Response> {
         .collect();
     let violations: Vec<String> = report.violations().map(ToString::to_string).collect();
     let attention_total: u64 = report.attention.values().sum();
+    let bills = db::json(&db, &store::reconciliation_summary()).await?;
+    let bills: Value = serde_json::from_str(bills.as_deref().unwrap_or("{}"))
+        .map_err(|e| ApiError::internal(e.to_string()))?;
     ok(json!({
+        // The daily bill's differences (GET /admin/reconciliation?date= lists a day's).
+        "reconciliation": bills,
         "ok": report.ok(),
         "violations": violations,
         "merchants": merchants,
@@ -220,4 +225,46 @@ fn admin_view(o: &OrderRow) -> Value {
 pub async fn reconcile_now(req: Request, env: &Env) -> ApiResult<Response> {
     auth::admin(&req, env)?;
     ok(reconcile::run(env).await?)
+}
+
+/// The `date` of a reconciliation route: a real `YYYY-MM-DD`.
+fn bill_date(req: &Request) -> ApiResult<String> {
+    let url = req.url()?;
+    let date = url
+        .query_pairs()
+        .find(|(n, _)| n == "date")
+        .map(|(_, v)| v.into_owned())
+        .ok_or_else(|| ApiError::param("date is required: ?date=YYYY-MM-DD (a Beijing day)"))?;
+    if wxedge_core::v3::tradebill::is_bill_date(&date) {
+        Ok(date)
+    } else {
+        Err(ApiError::param(format!(
+            "date {date:?} is not a calendar date YYYY-MM-DD"
+        )))
+    }
+}
+
+/// `GET /admin/reconciliation?date=YYYY-MM-DD`: the day's bill (its status, figures and
+/// SHA-1) and every difference the match stored; 404 when that day's bill was never fetched.
+pub async fn reconciliation(req: Request, env: &Env) -> ApiResult<Response> {
+    auth::admin(&req, env)?;
+    let date = bill_date(&req)?;
+    let db = db::d1(env)?;
+    let report = bills::report(&db, &date).await?;
+    if report["bill"].is_null() {
+        return Err(ApiError::not_found(format!(
+            "no bill fetched for {date} yet: POST /admin/reconciliation?date={date} fetches it now"
+        )));
+    }
+    ok(report)
+}
+
+/// `POST /admin/reconciliation?date=YYYY-MM-DD`: fetch, check and match that day's bill now
+/// (again, if it was already), with the report.
+pub async fn fetch_bill(req: Request, env: &Env) -> ApiResult<Response> {
+    auth::admin(&req, env)?;
+    let date = bill_date(&req)?;
+    let cfg = crate::config::Config::from_env(env)?;
+    let db = db::d1(env)?;
+    ok(bills::fetch(&db, &cfg, &date).await?)
 }

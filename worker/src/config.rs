@@ -32,6 +32,9 @@ pub struct Config {
     pub pay_key: String,
     /// APIv3's credentials (`PAY_API=v3` only).
     pub v3: Option<V3>,
+    /// When the cron fetches the daily bill (`BILL_FETCH` on/off, `BILL_READY_AFTER_SECS`
+    /// after Beijing midnight, `BILL_RETRY_SECS`).
+    pub bill: wxedge_core::flow::bill::Policy,
     pub sign_type: SignType,
     pub api_base: String,
     pub pay_base: String,
@@ -298,6 +301,26 @@ impl Config {
                     },
                     hold_ms: number(env, "SETTLEMENT_HOLD_SECS", 0, 0)?.saturating_mul(1000),
                 },
+            },
+            bill: wxedge_core::flow::bill::Policy {
+                enabled: match var(env, "BILL_FETCH").as_deref() {
+                    None | Some("on") => true,
+                    Some("off") => false,
+                    Some(other) => {
+                        return Err(ApiError::internal(format!(
+                            "server misconfigured: BILL_FETCH is {other:?}, use on or off"
+                        )));
+                    }
+                },
+                ready_after_ms: match number(env, "BILL_READY_AFTER_SECS", 36_000, 0)? {
+                    s @ 0..86_400 => s * 1000,
+                    _ => {
+                        return Err(ApiError::internal(
+                            "server misconfigured: BILL_READY_AFTER_SECS is seconds after Beijing midnight, below 86400",
+                        ));
+                    }
+                },
+                retry_ms: number(env, "BILL_RETRY_SECS", 1800, 60)?.saturating_mul(1000),
             },
             notify_rejected_retention_ms: number(
                 env,

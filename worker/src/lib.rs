@@ -14,7 +14,8 @@
 //! | [`health`] | `GET /healthz` |
 //! | [`ledger`] | `GET /merchant/balance`, `/merchant/withdrawals` (POST, GET, GET by id) |
 //! | [`refunds`] | `/merchant/refunds` (POST, GET, GET by out_refund_no) |
-//! | [`admin`] | `/admin/merchants`, `/admin/orders`, `/admin/attention`, `/admin/ledger`, `/admin/reconcile` |
+//! | [`admin`] | `/admin/merchants`, `/admin/orders`, `/admin/attention`, `/admin/ledger`, `/admin/reconcile`, `/admin/reconciliation` |
+//! | [`bills`] | the daily bill: the cron's fetch of yesterday's, the download gunzipped into the core's parser |
 //! | [`reconcile`] | the cron: open orders past their grace period, asked with orderquery |
 //!
 //! Shared: [`api`] (envelope, body bound, inputs), [`auth`] (admin token, merchant keys),
@@ -24,6 +25,7 @@
 pub mod admin;
 pub mod api;
 pub mod auth;
+pub mod bills;
 pub mod config;
 pub mod db;
 pub mod getinfo;
@@ -180,6 +182,14 @@ async fn dispatch(req: Request, env: &Env, route: &str) -> ApiResult<Response> {
             allow(Method::Post, "POST")?;
             admin::reconcile_now(req, env).await
         }
+        "/admin/reconciliation" => match req.method() {
+            Method::Get => admin::reconciliation(req, env).await,
+            Method::Post => admin::fetch_bill(req, env).await,
+            m => Err(ApiError::method_not_allowed(format!(
+                "/admin/reconciliation takes GET (the report) or POST (fetch the bill now), not {}",
+                m.as_ref()
+            ))),
+        },
         _ => Err(ApiError::not_found(format!(
             "no route {route}: see the README for /login/, /logout/, /getinfo/, /pay/, /orders/{{out_trade_no}}, /notify/, /healthz, /merchant/… and /admin/…"
         ))),
@@ -223,7 +233,7 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
     Ok(response)
 }
 
-/// The cron: one reconciler run, logged as one line.
+/// The cron: one reconciler run, then yesterday's bill if it is due; one line each.
 #[event(scheduled)]
 async fn scheduled(event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
     let start = js_sys::Date::now();
@@ -238,4 +248,27 @@ async fn scheduled(event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
         Err(e) => json!({ "cron": event.cron(), "route": "scheduled", "error": e.msg }),
     };
     console_log!("{}", line);
+    let start = js_sys::Date::now();
+    let bill = async {
+        let cfg = config::Config::from_env(&env)?;
+        bills::run_due(&db::d1(&env)?, &cfg).await
+    };
+    match bill.await {
+        Ok(None) => {}
+        Ok(Some(report)) => console_log!(
+            "{}",
+            json!({
+                "cron": event.cron(),
+                "route": "scheduled/bill",
+                "bill_date": report["bill_date"],
+                "fetched": report["fetched"],
+                "differences": report["bill"]["differences"],
+                "ms": js_sys::Date::now() - start,
+            })
+        ),
+        Err(e) => console_log!(
+            "{}",
+            json!({ "cron": event.cron(), "route": "scheduled/bill", "error": e.msg })
+        ),
+    }
 }
