@@ -71,6 +71,14 @@ pub enum PayError {
     /// is known from it, as with a v2 answer whose sign is wrong.
     #[error("WeChat Pay's APIv3 answer cannot be trusted ({code}): {reason}")]
     V3Untrusted { code: &'static str, reason: String },
+    /// v2 下载交易账单 refused (`return_code FAIL` with its own `error_code`, unsigned like
+    /// every `return_code FAIL`), for any reason but "no bill that day", which is
+    /// [`DownloadBill::NoBill`]. `error_code` is empty when WeChat gave none.
+    #[error("WeChat Pay refused the bill (error_code {error_code:?}): {return_msg}")]
+    BillRefused {
+        error_code: String,
+        return_msg: String,
+    },
 }
 
 /// What a refusal tells a money flow, whichever API said it.
@@ -108,6 +116,9 @@ impl ErrorCode for PayError {
             PayError::BadField { .. } => "BAD_FIELD",
             PayError::V3(e) => e.code(),
             PayError::V3Untrusted { code, .. } => code,
+            // A refusal of the call itself, as `Communication` is (the npm package's list
+            // of codes stays as it is).
+            PayError::BillRefused { .. } => "WECHAT_RETURN_FAIL",
         }
     }
 }
@@ -151,6 +162,14 @@ impl PayError {
                 _ if e.is_transient() => Some(Said::Busy),
                 _ => None,
             },
+            // 下载交易账单's error table: SYSTEMERROR (下载失败) and Bill Creating (账单未生成:
+            // made after 9:00 the next day) are worth asking again.
+            PayError::BillRefused { return_msg, .. }
+                if return_msg.eq_ignore_ascii_case("SYSTEMERROR")
+                    || return_msg.eq_ignore_ascii_case("Bill Creating") =>
+            {
+                Some(Said::Busy)
+            }
             _ => None,
         }
     }
@@ -680,6 +699,90 @@ impl Merchant {
     pub fn parse_close_order_response(&self, body: &[u8]) -> Result<(), PayError> {
         self.judge_answer(body).map(drop)
     }
+
+    /// The signed XML body of `POST /pay/downloadbill` for the whole day's ALL bill,
+    /// gzipped (`tar_type=GZIP`: a 100,000-row bill is ~25 MB of text, a tenth of that
+    /// compressed). `bill_date` is v2's `yyyyMMdd` ([`crate::bill::to_v2_bill_date`]
+    /// converts v3's `YYYY-MM-DD`). Signed with the configured algorithm, `sign_type` sent.
+    pub fn download_bill_request(
+        &self,
+        bill_date: &str,
+        nonce_str: &str,
+    ) -> Result<String, PayError> {
+        if crate::bill::from_v2_bill_date(bill_date).is_none() {
+            return Err(PayError::Invalid(vec![FieldProblem::new(
+                "bill_date",
+                "must be a calendar date as yyyyMMdd (8 digits)",
+            )]));
+        }
+        let mut p = self.head(nonce_str);
+        put(&mut p, "bill_date", bill_date);
+        put(&mut p, "bill_type", "ALL");
+        put(&mut p, "tar_type", "GZIP");
+        Ok(self.signed_xml(p)?)
+    }
+
+    /// Reads 下载交易账单's answer (<https://pay.weixin.qq.com/doc/v2/merchant/4011985040>):
+    /// on success the bill itself (no XML, no sign: its content is checked by its summary
+    /// when parsed, [`crate::bill::BillParser`]), on failure an unsigned `<xml>` with
+    /// `return_code FAIL`, `return_msg` and `error_code`. Told apart by the first bytes: a
+    /// gzip member starts 0x1f 0x8b, the failure with `<xml`, anything else is the plain
+    /// table. `error_code 20002` (return_msg `No Bill Exist`: no trade that day, observed
+    /// in WeChat's developer community) is [`DownloadBill::NoBill`]; every other failure
+    /// is [`PayError::BillRefused`].
+    pub fn parse_download_bill_response<'a>(
+        &self,
+        body: &'a [u8],
+    ) -> Result<DownloadBill<'a>, PayError> {
+        if body.starts_with(&[0x1f, 0x8b]) {
+            return Ok(DownloadBill::File { body, gzip: true });
+        }
+        let start = body
+            .iter()
+            .position(|b| !b.is_ascii_whitespace())
+            .unwrap_or(body.len());
+        let text = &body[start..];
+        let text = text.strip_prefix("\u{feff}".as_bytes()).unwrap_or(text);
+        if text.is_empty() {
+            return Err(PayError::MissingField("bill"));
+        }
+        if !text.starts_with(b"<xml") {
+            return Ok(DownloadBill::File { body, gzip: false });
+        }
+        let mut p = xml::parse_xml(text)?;
+        if p.get("return_code").map(String::as_str) != Some("FAIL") {
+            return Err(PayError::BadField {
+                field: "return_code",
+                reason: "an XML answer to downloadbill that is not return_code FAIL holds no bill"
+                    .into(),
+            });
+        }
+        let error_code = p.remove("error_code").unwrap_or_default();
+        let return_msg = p.remove("return_msg").unwrap_or_default();
+        if error_code == NO_BILL_ERROR_CODE || return_msg.eq_ignore_ascii_case("No Bill Exist") {
+            return Ok(DownloadBill::NoBill);
+        }
+        Err(PayError::BillRefused {
+            error_code,
+            return_msg,
+        })
+    }
+}
+
+/// Where v2's bill is downloaded.
+pub const DOWNLOAD_BILL_PATH: &str = "/pay/downloadbill";
+
+/// 下载交易账单's `error_code` for a day without trade (`No Bill Exist`).
+pub const NO_BILL_ERROR_CODE: &str = "20002";
+
+/// What v2 下载交易账单 gave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DownloadBill<'a> {
+    /// The bill: gzipped (inflate it first) or the plain table; then
+    /// [`crate::bill::BillParser`].
+    File { body: &'a [u8], gzip: bool },
+    /// No trade that day: an empty bill, nothing to reconcile.
+    NoBill,
 }
 
 /// The `wx.requestPayment` fields (see [`Merchant::payment_params`]).

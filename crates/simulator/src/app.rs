@@ -8,7 +8,7 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery};
-use axum::http::{Method, StatusCode, Uri};
+use axum::http::{Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -16,8 +16,10 @@ use serde_json::{Map, Value, json};
 use wxedge_core::crypt::{self, Watermark};
 use wxedge_core::v3::jsapi;
 use wxedge_core::v3::refund as v3refund;
+use wxedge_core::v3::tradebill;
 use wxedge_core::{Params, pay, random};
 
+use crate::bills;
 use crate::faults::{self, FaultRequest, Kind, Target};
 use crate::refunds::{self, Ask, OrderRef};
 use crate::state::{Api, Order, Refund, RefundSource, RefundStatus, State, TradeState, User};
@@ -568,6 +570,94 @@ pub async fn list_faults(sim: SimState) -> Response {
 pub async fn clear_faults(sim: SimState) -> Response {
     let dropped = std::mem::take(&mut sim.state_mut().faults).len();
     Json(json!({ "dropped": dropped })).into_response()
+}
+
+/// The merchant a `/sim/bill*` call means: the one named, or the only one configured.
+fn bill_merchant(sim: &crate::Sim, named: Option<String>) -> Result<String, Box<Response>> {
+    match named {
+        Some(m) if sim.config.merchants.contains_key(&m) => Ok(m),
+        Some(m) => Err(Box::new(fail(
+            StatusCode::NOT_FOUND,
+            format!("merchant {m} is not configured in wxsim"),
+        ))),
+        None if sim.config.merchants.len() == 1 => Ok(sim
+            .config
+            .merchants
+            .keys()
+            .next()
+            .cloned()
+            .unwrap_or_default()),
+        None => Err(Box::new(fail(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "name the merchant (mch_id): wxsim has {:?}",
+                sim.config.merchants.keys().collect::<Vec<_>>()
+            ),
+        ))),
+    }
+}
+
+/// `GET /sim/bill?date=YYYY-MM-DD[&mch_id=…]`: the ALL bill of that day as WeChat would
+/// make it now, as plain text (for people and scripts; no fault is used up, no date
+/// range applies). 404 when the day had no trade.
+pub async fn bill(sim: SimState, RawQuery(query): RawQuery) -> Response {
+    let Some(date) = query_param(&query, "date").filter(|d| tradebill::is_bill_date(d)) else {
+        return fail(StatusCode::BAD_REQUEST, "date=YYYY-MM-DD is required");
+    };
+    let mch_id = match bill_merchant(&sim, query_param(&query, "mch_id")) {
+        Ok(m) => m,
+        Err(res) => return *res,
+    };
+    match bills::make(&sim, &mch_id, &date, None) {
+        Ok(Some(csv)) => ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], csv).into_response(),
+        Ok(None) => fail(
+            StatusCode::NOT_FOUND,
+            format!(
+                "no trade on {date} for {mch_id}: WeChat makes no bill (NO_STATEMENT_EXIST, 20002)"
+            ),
+        ),
+        Err(e) => fail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PaddingRequest {
+    mch_id: Option<String>,
+    date: String,
+    rows: u64,
+}
+
+/// `POST /sim/bill-padding {"mch_id"?, "date": "YYYY-MM-DD", "rows": N}`: that day's bill
+/// gets N synthetic payments (`PAD…` out_trade_nos, 0.01 to 99.99 yuan) after its real
+/// rows, to benchmark reading a big bill. Only the bill: no order exists for them. Sets the
+/// count (a second call replaces it; 0 removes it).
+pub async fn bill_padding(sim: SimState, body: Bytes) -> Response {
+    let req: PaddingRequest = match parse(&body) {
+        Ok(r) => r,
+        Err(res) => return *res,
+    };
+    if !tradebill::is_bill_date(&req.date) {
+        return fail(StatusCode::BAD_REQUEST, "date must be YYYY-MM-DD");
+    }
+    if req.rows > bills::MAX_PADDING_ROWS {
+        return fail(
+            StatusCode::BAD_REQUEST,
+            format!("rows must be at most {}", bills::MAX_PADDING_ROWS),
+        );
+    }
+    let mch_id = match bill_merchant(&sim, req.mch_id) {
+        Ok(m) => m,
+        Err(res) => return *res,
+    };
+    let key = bills::padding_key(&mch_id, &req.date);
+    let mut st = sim.state_mut();
+    if req.rows == 0 {
+        st.bill_padding.remove(&key);
+    } else {
+        st.bill_padding.insert(key, req.rows);
+    }
+    Json(json!({ "mch_id": mch_id, "date": req.date, "rows": req.rows })).into_response()
 }
 
 #[derive(Deserialize)]

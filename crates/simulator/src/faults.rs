@@ -29,6 +29,10 @@ pub enum Target {
     /// The REFUND.* notify WeChat sends when a refund ends (its own target, so a fault
     /// meant for a payment's notify never hits a refund's, or the other way round).
     RefundNotify,
+    /// The next daily trade bill made: v3 `GET /v3/bill/tradebill` or v2
+    /// `POST /pay/downloadbill` (`/sim/bill` never uses one up). Its `out_trade_no`, if
+    /// any, names the payment `bill_amount` or `bill_missing` changes.
+    Bill,
 }
 
 /// What goes wrong.
@@ -80,6 +84,18 @@ pub enum Kind {
     /// The refund is accepted (PROCESSING) but ends CLOSED (no money left): a
     /// REFUND.CLOSED notify.
     RefundClosed,
+    /// The bill shows one payment (the fault's `out_trade_no`, else the day's first) 1 fen
+    /// more than was paid; its summary agrees with its rows, so the bill still parses: only
+    /// reconciling against the merchant's own records finds it.
+    BillAmount,
+    /// The bill holds one more payment, of 1.00 yuan, under an out_trade_no and
+    /// transaction_id the merchant never saw.
+    BillExtra,
+    /// The bill leaves one payment out (the fault's `out_trade_no`, else the day's first).
+    BillMissing,
+    /// v3: the apply answer's `hash_value` is not the file's SHA-1 (the download was
+    /// tampered with or cut). On v2, which has no hash, it is used up doing nothing.
+    BillHash,
 }
 
 /// How far the `skewed` notify's timestamp is off: twice WeChat's 5-minute window.
@@ -112,6 +128,7 @@ impl Kind {
             Ignored => matches!(target, Closeorder | Close),
             TradeState => matches!(target, Orderquery | Query),
             RefundAbnormal | RefundClosed => target == Refund,
+            BillAmount | BillExtra | BillMissing | BillHash => target == Bill,
         }
     }
 }
@@ -167,7 +184,8 @@ impl FaultRequest {
                  refund and refund_query; err_code to unifiedorder, orderquery, closeorder, \
                  jsapi, query, close, refund and refund_query; trade_state to orderquery and \
                  query; ignored to closeorder and close; refund_abnormal and refund_closed to \
-                 refund",
+                 refund; http500, timeout and system_error also to bill, and bill_amount, \
+                 bill_extra, bill_missing and bill_hash only to bill",
                 self.kind, self.target
             ));
         }
@@ -222,13 +240,16 @@ impl FaultRequest {
     }
 }
 
-/// Takes one use of the first fault for `target` that matches `out_trade_no`.
+/// Takes one use of the first fault for `target` that matches `out_trade_no`. A bill is
+/// about no one order: a `bill` fault's `out_trade_no` picks the row it changes instead,
+/// so it matches every bill.
 pub fn take(faults: &mut Vec<Fault>, target: Target, out_trade_no: Option<&str>) -> Option<Fault> {
     let i = faults.iter().position(|f| {
         f.target == target
-            && f.out_trade_no
-                .as_deref()
-                .is_none_or(|want| Some(want) == out_trade_no)
+            && (target == Target::Bill
+                || f.out_trade_no
+                    .as_deref()
+                    .is_none_or(|want| Some(want) == out_trade_no))
     })?;
     let fault = faults[i].clone();
     faults[i].remaining -= 1;
@@ -296,6 +317,23 @@ mod tests {
             req(Target::Query, Kind::RefundAbnormal)
                 .into_fault(1)
                 .is_err()
+        );
+        assert!(req(Target::Bill, Kind::BillHash).into_fault(1).is_ok());
+        assert!(req(Target::Bill, Kind::Http500).into_fault(1).is_ok());
+        assert!(req(Target::Query, Kind::BillExtra).into_fault(1).is_err());
+        assert!(req(Target::Bill, Kind::ErrCode).into_fault(1).is_err());
+        // A bill fault naming a payment still applies to the next bill.
+        let mut f = vec![
+            FaultRequest {
+                out_trade_no: Some("A".into()),
+                ..req(Target::Bill, Kind::BillMissing)
+            }
+            .into_fault(1)
+            .unwrap(),
+        ];
+        assert!(
+            take(&mut f, Target::Bill, None)
+                .is_some_and(|f| f.out_trade_no.as_deref() == Some("A"))
         );
     }
 

@@ -18,10 +18,12 @@
 //! | [`wechat`] | WeChat's server endpoints (v2 XML, jscode2session) |
 //! | [`wechat_v3`] | WeChat Pay APIv3: JSAPI prepay, query, close, refund and its query, signed like WeChat |
 //! | [`refunds`] | WeChat's refund rules (API and by hand) and a refund's course to its REFUND.* notify |
+//! | [`bills`] | the daily trade bill: which payments and refunds a day holds, faults, padding |
 //! | [`app`] | the app's side and the `/sim/*` controls |
 //! | [`notifier`] | delivering notifies (payments' and refunds') on WeChat's retry schedule |
 
 pub mod app;
+pub mod bills;
 pub mod config;
 pub mod faults;
 pub mod notifier;
@@ -41,7 +43,9 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
 
+use wxedge_core::pay::DOWNLOAD_BILL_PATH;
 use wxedge_core::v3::refund::REFUND_PATH;
+use wxedge_core::v3::tradebill::{DOWNLOAD_PATH, TRADEBILL_PATH};
 
 use crate::config::Config;
 use crate::state::State;
@@ -211,6 +215,9 @@ pub fn router(sim: Arc<Sim>) -> Router {
             "/v3/refund/domestic/refunds/{out_refund_no}",
             get(wechat_v3::refund_query),
         )
+        .route(TRADEBILL_PATH, get(wechat_v3::tradebill))
+        .route(DOWNLOAD_PATH, get(wechat_v3::billdownload))
+        .route(DOWNLOAD_BILL_PATH, post(wechat::downloadbill))
         .route("/sim/login", post(app::login))
         .route("/sim/userinfo", post(app::userinfo))
         .route("/sim/pay", post(app::pay))
@@ -223,6 +230,8 @@ pub fn router(sim: Arc<Sim>) -> Router {
                 .get(app::list_faults)
                 .delete(app::clear_faults),
         )
+        .route("/sim/bill", get(app::bill))
+        .route("/sim/bill-padding", post(app::bill_padding))
         .route("/sim/clock", post(app::advance_clock))
         .route("/sim/reset", post(app::reset))
         .route("/healthz", get(app::healthz))

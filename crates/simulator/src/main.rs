@@ -34,6 +34,9 @@ enum LogFormat {
 ///   POST /v3/refund/domestic/refunds                            (APIv3 refund, of v2 or v3
 ///   GET  /v3/refund/domestic/refunds/{out_refund_no}             orders: PROCESSING, then
 ///                                                                SUCCESS after --refund-delay-ms)
+///   GET  /v3/bill/tradebill?bill_date=YYYY-MM-DD&bill_type=ALL[&tar_type=GZIP]
+///   GET  /v3/billdownload/file?token=…          (the daily bill, today's as the day so far;
+///   POST /pay/downloadbill                       v2: XML in, the bill or FAIL XML out)
 ///   and, after a payment, the signed notify POSTed to the order's notify_url (v2 XML, or the
 ///   v3 JSON envelope for a v3 order), and when a refund ends its v3 REFUND.* notify to the
 ///   refund's notify_url, retried on WeChat's schedule (15s 15s 30s 3m 10m 20m 30m 30m 30m
@@ -50,6 +53,8 @@ enum LogFormat {
 ///   POST /sim/faults {target, kind, count?, out_trade_no?, delay_ms?, err_code?, trade_state?}
 ///                                              inject failures
 ///   GET|DELETE /sim/faults                     list | drop the faults not used up
+///   GET  /sim/bill?date=YYYY-MM-DD[&mch_id=]   a day's bill as text
+///   POST /sim/bill-padding {mch_id?, date, rows} N synthetic payments in that day's bill
 ///   POST /sim/clock {advance_secs}             move simulated time forward
 ///   POST /sim/reset                            forget everything
 ///

@@ -1,12 +1,13 @@
 //! Everything the simulated WeChat remembers. Plain data behind one lock, serializable so
 //! `--state FILE` can carry it across restarts.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 use wxedge_core::v3::refund::{RefundState, WechatRefundStatus};
 use wxedge_core::{Fen, Params};
 
+use crate::bills::BillFile;
 use crate::faults::Fault;
 
 /// A `wx.login` code: valid once, for 5 minutes, for the appid that asked for it.
@@ -223,6 +224,14 @@ pub struct State {
     pub deliveries: VecDeque<Delivery>,
     pub faults: Vec<Fault>,
     pub next_seq: u64,
+    /// Synthetic payments added to a day's bill (`/sim/bill-padding`), keyed by
+    /// `mch_id/YYYY-MM-DD`: how many rows.
+    #[serde(default)]
+    pub bill_padding: BTreeMap<String, u64>,
+    /// The files behind live v3 `download_url`s, by token. Not saved: a URL lives 5
+    /// minutes, and after a restart the merchant applies again.
+    #[serde(skip)]
+    pub bill_files: HashMap<String, BillFile>,
 }
 
 /// The delivery log keeps this many entries; older ones are dropped first.

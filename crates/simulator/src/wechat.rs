@@ -1,4 +1,5 @@
-//! WeChat's server endpoints: `jscode2session` (JSON) and the Pay v2 calls (XML).
+//! WeChat's server endpoints: `jscode2session` (JSON) and the Pay v2 calls (XML), the
+//! daily bill (`downloadbill`) among them.
 //!
 //! Each behaves as WeChat documents it, errors included: a code is good once, for five
 //! minutes, for the appid it was made for; a request whose sign does not verify is
@@ -13,10 +14,11 @@ use axum::extract::RawQuery;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
-use wxedge_core::answer::{self, Refusal};
+use wxedge_core::answer::{self, BillRefusal, BillType, Refusal};
 use wxedge_core::pay::{self, Merchant};
 use wxedge_core::{Params, crypt, random};
 
+use crate::bills;
 use crate::faults::{self, Kind, Target};
 use crate::state::{Api, Order, State, TradeState};
 use crate::{CODE_TTL_MS, PREPAY_TTL_MS, RATE_LIMIT_CALLS, RATE_LIMIT_WINDOW_MS, Sim, SimState};
@@ -492,6 +494,65 @@ fn close_order(sim: &Sim, merchant: &Merchant, params: &Params) -> Outcome {
                 o.state = TradeState::Closed;
             }
             Ok(Params::new())
+        }
+    }
+}
+
+/// `POST /pay/downloadbill`: v2's bill, in WeChat's order: faults (the wire fails first),
+/// the XML, the merchant and its sign (MD5 or HMAC-SHA256 as the request's `sign_type`
+/// says), the parameters, the day; then the bill itself as the body (gzipped for
+/// `tar_type=GZIP`), or `return_code FAIL` with `error_code`, never signed. The bill's
+/// rules are [`crate::bills`]'.
+pub async fn downloadbill(sim: SimState, body: Bytes) -> Response {
+    let sim = sim.0;
+    let parsed = answer::parse_request(&body);
+    let fault = faults::take(&mut sim.state_mut().faults, Target::Bill, None);
+    if let Some(f) = &fault
+        && let Some(res) = transport_fault(f).await
+    {
+        return res;
+    }
+    let refused = |r: BillRefusal| xml_response(r.to_xml());
+    let params = match parsed {
+        Ok(p) => p,
+        Err(r) => return refused(BillRefusal::from_refusal(&r)),
+    };
+    if let Err(r) = answer::verify_request(&params, |p| merchant_of(&sim, p).map(|m| m.key)) {
+        return refused(BillRefusal::from_refusal(&r));
+    }
+    if fault.as_ref().is_some_and(|f| f.kind == Kind::SystemError) {
+        return refused(BillRefusal::system_error());
+    }
+    let ask = match answer::read_download_bill(&params) {
+        Ok(a) => a,
+        Err(r) => return refused(r),
+    };
+    if ask.bill_type != BillType::All {
+        return refused(BillRefusal::param(
+            "invalid bill_type: wxsim makes only the ALL bill",
+        ));
+    }
+    if let Err(e) = wxedge_core::bill::judge_bill_date(&ask.date, &bills::today(&sim)) {
+        return refused(BillRefusal::param(format!("invalid bill_date: {e}")));
+    }
+    // `merchant_of` found it before the sign verified.
+    let mch_id = params.get("mch_id").cloned().unwrap_or_default();
+    let file = match bills::make(&sim, &mch_id, &ask.date, fault.as_ref()) {
+        Ok(Some(f)) => f,
+        Ok(None) => return refused(BillRefusal::no_bill()),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot make a bill");
+            return refused(BillRefusal::system_error());
+        }
+    };
+    if !ask.gzip {
+        return ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], file).into_response();
+    }
+    match bills::gzip(file.as_bytes()) {
+        Ok(gz) => ([(header::CONTENT_TYPE, "application/octet-stream")], gz).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot gzip a bill");
+            refused(BillRefusal::system_error())
         }
     }
 }

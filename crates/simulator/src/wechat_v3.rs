@@ -20,13 +20,15 @@ use axum::body::Bytes;
 use axum::extract::{Path, RawQuery};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
+use wxedge_core::answer::BillType;
 use wxedge_core::v3::api_error::{ApiError, Code};
 use wxedge_core::v3::authorization::{self, Authorization, RequestRefusal};
 use wxedge_core::v3::jsapi::{self, JsapiError, QueryAnswer};
 use wxedge_core::v3::refund as v3refund;
-use wxedge_core::v3::verify;
+use wxedge_core::v3::{tradebill, verify};
 use wxedge_core::{Fen, Params, random};
 
+use crate::bills;
 use crate::config::{MerchantV3, WechatKey};
 use crate::faults::{self, Fault, Kind, Target};
 use crate::refunds::{self, Ask, OrderRef};
@@ -556,4 +558,110 @@ pub async fn refund_query(
         },
     )
     .await
+}
+
+/// `GET /v3/bill/tradebill?bill_date=…&bill_type=ALL[&tar_type=GZIP]` → the SHA-1 of the
+/// day's bill and a `download_url` on the origin the request came to (the `Host` header:
+/// wxsim has no name of its own), valid 5 minutes, for the merchant that applied. The
+/// bill's rules are [`crate::bills`]'.
+pub async fn tradebill(
+    sim: SimState,
+    RawQuery(q): RawQuery,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("127.0.0.1")
+        .to_owned();
+    let req = received(method, &uri, body);
+    v3_call(
+        sim.0,
+        Target::Bill,
+        headers,
+        req,
+        None,
+        move |sim, caller, _, fault| {
+            let ask = tradebill::parse_apply_query(q.as_deref().unwrap_or_default())
+                .map_err(|m| error(Code::ParamError, m))?;
+            if ask.bill_type != BillType::All {
+                return Err(error(
+                    Code::ParamError,
+                    "wxsim makes only the ALL bill (bill_type=ALL)",
+                ));
+            }
+            wxedge_core::bill::judge_bill_date(&ask.bill_date, &bills::today(sim))
+                .map_err(|e| error(Code::ParamError, e.to_string()))?;
+            let system = |e: &dyn std::fmt::Display| {
+                tracing::error!(error = %e, "cannot make a bill");
+                error(Code::SystemError, "系统异常，请稍后重试")
+            };
+            let file = bills::make(sim, caller.mchid, &ask.bill_date, fault)
+                .map_err(|e| system(&e))?
+                .ok_or_else(tradebill::no_statement)?;
+            let mut hash = wxedge_core::bill::sha1_hex(file.as_bytes());
+            if fault.is_some_and(|f| f.kind == Kind::BillHash) {
+                // Another file's SHA-1: what a cut or altered download would show.
+                hash = wxedge_core::bill::sha1_hex(format!("{file}wxsim bill_hash").as_bytes());
+            }
+            let body = if ask.gzip {
+                Bytes::from(bills::gzip(file.as_bytes()).map_err(|e| system(&e))?)
+            } else {
+                Bytes::from(file)
+            };
+            let token = bills::keep(
+                sim,
+                bills::BillFile {
+                    mch_id: caller.mchid.to_owned(),
+                    body,
+                    gzip: ask.gzip,
+                    expires_ms: sim.now_ms() + tradebill::DOWNLOAD_TTL_SECS * 1000,
+                },
+            )
+            .map_err(|e| system(&e))?;
+            let url = format!("http://{host}{}?token={token}", tradebill::DOWNLOAD_PATH);
+            Ok((StatusCode::OK, tradebill::apply_answer(&hash, &url)))
+        },
+    )
+    .await
+}
+
+/// `GET /v3/billdownload/file?token=…`: a signed request like every v3 call (the
+/// `Authorization` checked, the token bound to its merchant), answered with the file and
+/// no signature (下载账单: "该接口响应的信息请求头中不包含微信接口响应的签名值"). An unknown,
+/// expired or other merchant's token is `400 INVALID_REQUEST` (WeChat's exact answer to a
+/// stale URL is not documented).
+pub async fn billdownload(
+    sim: SimState,
+    RawQuery(q): RawQuery,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let sim = sim.0;
+    let req = received(method, &uri, body);
+    let (caller, _) = match authenticate(&sim, &headers, &req) {
+        Ok(c) => c,
+        Err(e) => return refuse(&sim, &e, None),
+    };
+    let token: Option<String> = form_urlencoded::parse(q.unwrap_or_default().as_bytes())
+        .find(|(k, _)| k == "token")
+        .map(|(_, v)| v.into_owned());
+    let Some(file) = token.and_then(|t| bills::fetch(&sim, caller.mchid, &t)) else {
+        let e = error(
+            Code::InvalidRequest,
+            "下载链接已失效或不存在 (download_url lives 5 minutes; apply again)",
+        );
+        return refuse(&sim, &e, None);
+    };
+    let content_type = if file.gzip {
+        "application/octet-stream"
+    } else {
+        "text/plain; charset=utf-8"
+    };
+    ([(header::CONTENT_TYPE, content_type)], file.body).into_response()
 }

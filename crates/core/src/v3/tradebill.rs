@@ -110,9 +110,154 @@ pub fn download_path(download_url: &str, pay_base: &str) -> Option<String> {
     rest.starts_with('/').then(|| rest.to_owned())
 }
 
+/// Where a bill's `download_url` points (申请交易账单's sample:
+/// `https://api.mch.weixin.qq.com/v3/billdownload/file?token=…`).
+pub const DOWNLOAD_PATH: &str = "/v3/billdownload/file";
+
+/// How long a `download_url` stays valid (下载账单: "账单文件的下载地址的有效时间为5min").
+pub const DOWNLOAD_TTL_SECS: i64 = 5 * 60;
+
+/// What an apply request asks for (WeChat's side, for wxsim).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApplyAsk {
+    /// `YYYY-MM-DD`, a calendar date (its range is [`crate::bill::judge_bill_date`]'s).
+    pub bill_date: String,
+    /// ALL (the default), SUCCESS or REFUND.
+    pub bill_type: crate::answer::BillType,
+    /// `tar_type=GZIP`: the download is gzipped; the hash stays the plain file's.
+    pub gzip: bool,
+}
+
+/// Reads the apply call's query as WeChat does (WeChat's side, for wxsim): `bill_date`
+/// required, `bill_type` ALL / SUCCESS / REFUND, `tar_type` GZIP or absent; an error is
+/// the PARAM_ERROR message.
+pub fn parse_apply_query(query: &str) -> Result<ApplyAsk, String> {
+    use crate::answer::BillType;
+    let mut date = None;
+    let mut bill_type = BillType::All;
+    let mut gzip = false;
+    for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+        match (k.as_ref(), v.as_ref()) {
+            ("bill_date", d) => date = Some(d.to_owned()),
+            ("bill_type", "ALL") => bill_type = BillType::All,
+            ("bill_type", "SUCCESS") => bill_type = BillType::Success,
+            ("bill_type", "REFUND") => bill_type = BillType::Refund,
+            ("bill_type", other) => {
+                return Err(format!("bill_type {other:?} is not ALL, SUCCESS or REFUND"));
+            }
+            ("tar_type", "GZIP") => gzip = true,
+            ("tar_type", other) => return Err(format!("tar_type {other:?} is not GZIP")),
+            _ => {}
+        }
+    }
+    let bill_date = date.ok_or("bill_date is required (yyyy-MM-DD)")?;
+    if !is_bill_date(&bill_date) {
+        return Err(format!(
+            "bill_date {bill_date:?} is not a date as yyyy-MM-DD"
+        ));
+    }
+    Ok(ApplyAsk {
+        bill_date,
+        bill_type,
+        gzip,
+    })
+}
+
+/// The apply answer's body (WeChat's side): the SHA-1 of the uncompressed file and where
+/// to download it.
+pub fn apply_answer(hash_value: &str, download_url: &str) -> String {
+    serde_json::json!({
+        "hash_type": "SHA1",
+        "hash_value": hash_value,
+        "download_url": download_url,
+    })
+    .to_string()
+}
+
+/// `400 NO_STATEMENT_EXIST` 请求的账单文件不存在 (the wording of 账单 FAQ 4013071254): no
+/// trade on that day.
+pub fn no_statement() -> crate::v3::api_error::ApiError {
+    use crate::v3::api_error::{ApiError, Code};
+    let mut e = ApiError::new(
+        Code::Other("NO_STATEMENT_EXIST".into()),
+        "请求的账单文件不存在",
+    );
+    e.status = 400;
+    e
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wechats_side_meets_the_merchants() {
+        use crate::answer::BillType;
+        use crate::v3::verify::{Headers, WechatKeys};
+        const ID: &str = "PUB_KEY_ID_0000000000000024101100397200000006";
+        let keys: WechatKeys<()> = WechatKeys::new().with_public_key(ID, ()).unwrap();
+        // A body as if its signature had verified (the caller's RSA saying "valid").
+        let verified = |body: &'static [u8]| {
+            let h = Headers {
+                timestamp: Some("1000"),
+                nonce: Some("n"),
+                signature: Some("c2ln"),
+                serial: Some(ID),
+            };
+            keys.check(&h, body, 1000).unwrap().conclude(true).unwrap()
+        };
+        let path = apply_path("2026-12-01").unwrap();
+        let ask = parse_apply_query(path.split_once('?').unwrap().1).unwrap();
+        assert_eq!(
+            ask,
+            ApplyAsk {
+                bill_date: "2026-12-01".into(),
+                bill_type: BillType::All,
+                gzip: true
+            }
+        );
+        assert_eq!(
+            parse_apply_query("bill_date=2026-12-01&bill_type=REFUND")
+                .unwrap()
+                .bill_type,
+            BillType::Refund
+        );
+        for bad in [
+            "bill_type=ALL",
+            "bill_date=20261201",
+            "bill_date=2026-12-01&bill_type=RECHARGE_REFUND",
+            "bill_date=2026-12-01&tar_type=ZIP",
+        ] {
+            assert!(parse_apply_query(bad).is_err(), "{bad}");
+        }
+        let body: &'static str = Box::leak(
+            apply_answer(
+                "abc",
+                "https://api.mch.weixin.qq.com/v3/billdownload/file?token=t",
+            )
+            .into_boxed_str(),
+        );
+        let answer = Answer {
+            status: 200,
+            body: body.as_bytes(),
+            verified: Ok(verified(body.as_bytes())),
+        };
+        assert_eq!(
+            apply_outcome(&answer),
+            Ok(Apply::Ready {
+                hash_value: "abc".into(),
+                download_url: "https://api.mch.weixin.qq.com/v3/billdownload/file?token=t".into()
+            })
+        );
+        let e = no_statement();
+        let body: &'static str = Box::leak(e.to_body().into_boxed_str());
+        let answer = Answer {
+            status: e.status,
+            body: body.as_bytes(),
+            verified: Ok(verified(body.as_bytes())),
+        };
+        assert_eq!(apply_outcome(&answer), Ok(Apply::NoBill));
+    }
 
     #[test]
     fn dates_paths_and_origins() {

@@ -13,11 +13,140 @@
 //! have fewer trailing fields than its header (WeChat's own sample does), and a goods name
 //! may hold a comma (no escaping is documented): the columns after 商品名称 are then counted
 //! from the right.
+//!
+//! WeChat's side, [`BillWriter`], writes the same format from typed rows (wxsim makes its
+//! bills with it); the day helpers ([`bill_date_of`], [`judge_bill_date`], the v2 ↔ v3
+//! date spellings) are shared by both sides.
 
 use sha1::{Digest, Sha1};
 use thiserror::Error;
 
+use crate::v3::tradebill::is_bill_date;
 use crate::{ErrorCode, Fen};
+
+mod write;
+pub use write::{
+    ALL_HEADER, BillWriteError, BillWriter, BilledPayment, BilledRefund, BilledRow, SUMMARY_HEADER,
+    render,
+};
+
+/// A bill's day as v2 names it: `YYYY-MM-DD` → `yyyyMMdd` (下载交易账单's `bill_date`,
+/// <https://pay.weixin.qq.com/doc/v2/merchant/4011985040>), `None` for anything that is
+/// not a calendar date.
+pub fn to_v2_bill_date(date: &str) -> Option<String> {
+    is_bill_date(date).then(|| date.replace('-', ""))
+}
+
+/// A v2 `bill_date` (`yyyyMMdd`, exactly 8 digits) as v3 and wxsim name the day,
+/// `YYYY-MM-DD`; `None` for anything that is not a calendar date.
+pub fn from_v2_bill_date(yyyymmdd: &str) -> Option<String> {
+    if yyyymmdd.len() != 8 || !yyyymmdd.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let date = format!(
+        "{}-{}-{}",
+        &yyyymmdd[0..4],
+        &yyyymmdd[4..6],
+        &yyyymmdd[6..8]
+    );
+    is_bill_date(&date).then_some(date)
+}
+
+/// 交易时间 of a moment (Unix seconds): `yyyy-MM-dd HH:mm:ss`, Beijing time, the day a
+/// bill files it under being its first 10 characters.
+pub fn bill_time(unix_secs: i64) -> String {
+    let t = crate::pay::wechat_time(unix_secs);
+    bill_time_of_wechat_time(&t).unwrap_or(t)
+}
+
+/// A v2 time (`time_end`, `yyyyMMddHHmmss`, already Beijing) as 交易时间; `None` when it
+/// is not 14 digits.
+pub fn bill_time_of_wechat_time(t: &str) -> Option<String> {
+    (t.len() == 14 && t.bytes().all(|b| b.is_ascii_digit())).then(|| {
+        format!(
+            "{}-{}-{} {}:{}:{}",
+            &t[0..4],
+            &t[4..6],
+            &t[6..8],
+            &t[8..10],
+            &t[10..12],
+            &t[12..14]
+        )
+    })
+}
+
+/// The bill day (`YYYY-MM-DD`, Beijing: WeChat's days are UTC+8) a moment belongs to.
+pub fn bill_date_of(unix_secs: i64) -> String {
+    let mut t = bill_time(unix_secs);
+    t.truncate(10);
+    t
+}
+
+/// Why WeChat makes no bill for a day, whatever happened on it.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum BillDateError {
+    #[error("bill_date {0:?} is not a calendar date")]
+    NotADate(String),
+    #[error("bill_date {date} is after today ({today}, Beijing time)")]
+    Future { date: String, today: String },
+    #[error(
+        "bill_date {date} is more than three months before today ({today}): WeChat keeps bills three months"
+    )]
+    TooOld { date: String, today: String },
+}
+
+impl ErrorCode for BillDateError {
+    fn code(&self) -> &'static str {
+        "BILL_BAD_DATE"
+    }
+}
+
+/// Whether WeChat can give the bill of `date` on `today` (both `YYYY-MM-DD`): a real day,
+/// not after today, and within the last three months ("对账单接口只能下载三个月以内的账单",
+/// 下载交易账单; v3 申请交易账单 alike), counted as calendar months back from today (the day
+/// clamped to the month's end: three months before 05-31 is 02-28/29). Whether today's bill
+/// exists is the caller's choice (real WeChat makes it the next morning).
+pub fn judge_bill_date(date: &str, today: &str) -> Result<(), BillDateError> {
+    let ymd = |d: &str| -> Option<(u32, u32, u32)> {
+        if !is_bill_date(d) {
+            return None;
+        }
+        Some((
+            d[0..4].parse().ok()?,
+            d[5..7].parse().ok()?,
+            d[8..10].parse().ok()?,
+        ))
+    };
+    let (Some(day), Some((ty, tm, td))) = (ymd(date), ymd(today)) else {
+        return Err(BillDateError::NotADate(date.to_owned()));
+    };
+    let (fy, fm) = if tm > 3 {
+        (ty, tm - 3)
+    } else {
+        (ty - 1, tm + 9)
+    };
+    let leap = (fy % 4 == 0 && fy % 100 != 0) || fy % 400 == 0;
+    let month_days = match fm {
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => 31,
+    };
+    let first = (fy, fm, td.min(month_days));
+    if day > (ty, tm, td) {
+        Err(BillDateError::Future {
+            date: date.to_owned(),
+            today: today.to_owned(),
+        })
+    } else if day < first {
+        Err(BillDateError::TooOld {
+            date: date.to_owned(),
+            today: today.to_owned(),
+        })
+    } else {
+        Ok(())
+    }
+}
 
 /// At most this long a line (a row of a bill is well under 1 KiB).
 pub const MAX_LINE_BYTES: usize = 16 * 1024;
@@ -411,6 +540,15 @@ impl BillParser {
     }
 }
 
+/// Lowercase hex SHA-1 of a whole file: `hash_value` as WeChat gives it (WeChat's side;
+/// a reader gets the same from [`BillParser::finish`] without holding the file).
+pub fn sha1_hex(file: &[u8]) -> String {
+    Sha1::digest(file)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// Whether the bill is the file WeChat made: its SHA-1 against `hash_value`.
 pub fn check_hash(summary: &BillSummary, hash_value: &str) -> Result<(), BillError> {
     if summary.sha1.eq_ignore_ascii_case(hash_value.trim()) {
@@ -512,6 +650,52 @@ mod tests {
             read(&trailing, 10),
             Err(BillError::TrailingContent(_))
         ));
+    }
+
+    #[test]
+    fn bill_days_are_beijing_days_and_three_months_back() {
+        assert_eq!(to_v2_bill_date("2026-12-01").as_deref(), Some("20261201"));
+        assert_eq!(from_v2_bill_date("20261201").as_deref(), Some("2026-12-01"));
+        assert_eq!(from_v2_bill_date("20240229").as_deref(), Some("2024-02-29"));
+        for bad in [
+            "2025022",
+            "20250229",
+            "2025-02-01",
+            "20251301",
+            "2025010a",
+            "202501011",
+        ] {
+            assert_eq!(from_v2_bill_date(bad), None, "{bad}");
+        }
+        assert_eq!(to_v2_bill_date("20261201"), None);
+        // 2024-02-28 16:00:00 UTC is midnight of the leap day in Beijing.
+        assert_eq!(bill_time(1_709_136_000), "2024-02-29 00:00:00");
+        assert_eq!(
+            bill_time_of_wechat_time("20240229000000").as_deref(),
+            Some("2024-02-29 00:00:00")
+        );
+        assert_eq!(bill_time_of_wechat_time("2024022900000"), None);
+        assert_eq!(bill_date_of(1_709_135_999), "2024-02-28");
+        assert_eq!(bill_date_of(1_709_136_000), "2024-02-29");
+        let ok = |d: &str, t: &str| judge_bill_date(d, t);
+        assert_eq!(ok("2026-12-01", "2026-12-01"), Ok(()));
+        assert_eq!(ok("2026-09-01", "2026-12-01"), Ok(()));
+        assert!(matches!(
+            ok("2026-08-31", "2026-12-01"),
+            Err(BillDateError::TooOld { .. })
+        ));
+        assert!(matches!(
+            ok("2026-12-02", "2026-12-01"),
+            Err(BillDateError::Future { .. })
+        ));
+        assert_eq!(ok("2024-02-29", "2024-05-31"), Ok(()));
+        assert!(ok("2024-02-28", "2024-05-31").is_err());
+        assert_eq!(ok("2025-10-15", "2026-01-15"), Ok(()));
+        assert!(ok("2025-10-14", "2026-01-15").is_err());
+        assert_eq!(
+            ok("2026-13-01", "2026-12-01").unwrap_err().code(),
+            "BILL_BAD_DATE"
+        );
     }
 
     #[test]
