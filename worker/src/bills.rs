@@ -13,12 +13,12 @@ use worker::wasm_bindgen_futures::JsFuture;
 use worker::{D1Database, Method};
 use wxedge_core::bill::BillParser;
 use wxedge_core::flow::bill::{self as flow, BillSeen, Next, Recorded, Rows};
-use wxedge_core::store;
 use wxedge_core::v3::tradebill;
+use wxedge_core::{random, store};
 
 use crate::api::{ApiError, ApiResult};
 use crate::config::{Config, PayApi};
-use crate::{db, now_ms, v3};
+use crate::{db, now_ms, v3, wechat};
 
 #[wasm_bindgen]
 extern "C" {
@@ -116,12 +116,28 @@ async fn fetch_v3(
 /// v2: `POST /pay/downloadbill`: the file itself, or an XML refusal.
 async fn fetch_v2(
     _db: &D1Database,
-    _cfg: &Config,
-    _date: &str,
+    cfg: &Config,
+    date: &str,
 ) -> ApiResult<Result<store::Batch, Recorded>> {
-    Err(ApiError::internal(
-        "the daily bill is fetched through APIv3 only so far (PAY_API=v3); v2 downloadbill is not supported yet",
-    ))
+    let v2_date = wxedge_core::bill::to_v2_bill_date(date)
+        .ok_or_else(|| ApiError::param(format!("date {date:?} is not YYYY-MM-DD")))?;
+    let nonce = random::nonce_str().map_err(internal)?;
+    let xml = cfg
+        .merchant()
+        .download_bill_request(&v2_date, &nonce)
+        .map_err(internal)?;
+    let Ok(answer) =
+        wechat::post_xml(&cfg.pay_url("downloadbill"), &xml, cfg.wechat_timeout_ms).await
+    else {
+        return Ok(Err(Recorded::unreachable("downloadbill")));
+    };
+    let merchant = cfg.merchant();
+    let file = match flow::after_download_bill(merchant.parse_download_bill_response(&answer)) {
+        Ok(file) => file.to_vec(),
+        Err(r) => return Ok(Err(r)),
+    };
+    drop(answer);
+    read_file(date, file, None).await
 }
 
 /// The file (gzip or plain) through the core's parser, chunk by chunk, then the core's

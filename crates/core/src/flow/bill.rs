@@ -10,7 +10,7 @@
 //! matched is never downgraded by a later failed fetch of the same day.
 
 use crate::bill::{BillError, BillRow, BillSummary, check_hash};
-use crate::pay::PayError;
+use crate::pay::{DownloadBill, PayError};
 use crate::store::{self, Batch, Statement};
 use crate::v3::tradebill::{Apply, download_path, is_bill_date};
 use crate::{ErrorCode, pay};
@@ -207,6 +207,17 @@ impl Recorded {
         )
     }
 
+    /// WeChat refused the call: asked again later if it may succeed then (busy, the bill
+    /// being made), else FAILED with WeChat's words.
+    pub fn wechat_refused(e: &PayError) -> Recorded {
+        let status = if e.is_transient() {
+            BillStatus::NotYet
+        } else {
+            BillStatus::Failed
+        };
+        Recorded::new(status, e.code(), e.to_string())
+    }
+
     /// The download is not valid gzip (`why`: the runtime's words).
     pub fn bad_gzip(why: &str) -> Recorded {
         Recorded::new(
@@ -261,14 +272,21 @@ pub fn after_apply(outcome: Result<Apply, PayError>, pay_base: &str) -> Next {
             "STATEMENT_CREATING",
             format!("not ready: {why}"),
         )),
-        Err(e) => {
-            let status = if e.is_transient() {
-                BillStatus::NotYet
-            } else {
-                BillStatus::Failed
-            };
-            Next::Record(Recorded::new(status, e.code(), e.to_string()))
-        }
+        Err(e) => Next::Record(Recorded::wechat_refused(&e)),
+    }
+}
+
+/// What v2's downloadbill answer means: the file itself (gzip or plain; v2 gives no hash,
+/// the summary is the check), or what to record.
+pub fn after_download_bill(outcome: Result<DownloadBill<'_>, PayError>) -> Result<&[u8], Recorded> {
+    match outcome {
+        Ok(DownloadBill::File { body, .. }) => Ok(body),
+        Ok(DownloadBill::NoBill) => Err(Recorded::new(
+            BillStatus::NoBill,
+            "NO_BILL_EXIST",
+            "WeChat has no bill for that day: no trade",
+        )),
+        Err(e) => Err(Recorded::wechat_refused(&e)),
     }
 }
 
@@ -443,5 +461,19 @@ mod tests {
             panic!()
         };
         assert_eq!(r.status, BillStatus::NotYet);
+        let file = b"csv";
+        assert_eq!(
+            after_download_bill(Ok(DownloadBill::File {
+                body: file,
+                gzip: false
+            })),
+            Ok(&file[..])
+        );
+        assert_eq!(
+            after_download_bill(Ok(DownloadBill::NoBill))
+                .unwrap_err()
+                .status,
+            BillStatus::NoBill
+        );
     }
 }
