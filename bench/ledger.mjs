@@ -5,11 +5,13 @@
 //   BENCH_PAYS=400 BENCH_CONCURRENCY=16 BENCH_WITHDRAWALS=200 BENCH_REFUNDS=100 node bench/ledger.mjs
 import { startStack, waitUntil } from '../tests/e2e/harness.mjs';
 import { assertLedger } from '../tests/e2e/ledger_check.mjs';
+import { cpuMs, workerdPids } from './proc.mjs';
 
 const PAYS = Number(process.env.BENCH_PAYS ?? 400);
 const C = Number(process.env.BENCH_CONCURRENCY ?? 16);
 const WITHDRAWALS = Number(process.env.BENCH_WITHDRAWALS ?? 200);
 const REFUNDS = Number(process.env.BENCH_REFUNDS ?? 100);
+const BILL_ROWS = Number(process.env.BENCH_BILL_ROWS ?? 100000);
 
 function percentile(xs, p) {
   const s = [...xs].sort((a, b) => a - b);
@@ -113,7 +115,24 @@ try {
   }
   if (drift !== 0) throw new Error(`drift ${drift} fen`);
   const n = stack.sql('SELECT (SELECT COUNT(*) FROM orders) AS orders, (SELECT COUNT(*) FROM withdrawals) AS withdrawals')[0];
-  console.log(JSON.stringify({ c: C, pays, withdrawals, refunds, refund_answered: refundAnswered, answered, orders: n.orders, stored_withdrawals: n.withdrawals, drift, audit_ok: audit.ok }));
+  // 4. The daily bill: today's (wxsim gives the day so far: this run's payments and refunds)
+  // padded to BILL_ROWS rows of payments WeChat has and we do not, fetched, gunzipped,
+  // parsed, stored and matched by one POST /admin/reconciliation. The figure is the CPU of
+  // the workerd running the worker — local D1's SQLite included, so an upper bound on the
+  // worker's own — against the cron's CPU limit (30 s by default on the paid plan).
+  const today = new Date(Date.now() + 8 * 3600_000).toISOString().slice(0, 10);
+  const real = stack.sql('SELECT (SELECT COUNT(*) FROM orders WHERE paid_ms IS NOT NULL) AS p, (SELECT COUNT(*) FROM refunds) AS r')[0];
+  const pad = Math.max(0, BILL_ROWS - real.p - real.r);
+  const padded = await stack.simCall('POST', '/sim/bill-padding', { date: today, rows: pad });
+  if (padded.status >= 300) throw new Error(`bill padding: ${JSON.stringify(padded.body)}`);
+  const { user } = workerdPids(stack);
+  const cpu0 = cpuMs(user);
+  const t0 = performance.now();
+  const billed = await stack.call('POST', `/admin/reconciliation?date=${today}`, { headers: admin });
+  const bill = { wall_ms: performance.now() - t0, cpu_ms: cpuMs(user) - cpu0 };
+  if (billed.status !== 200 || !billed.body.data.fetched.ok) throw new Error(`bill: ${billed.status} ${JSON.stringify(billed.body).slice(0, 500)}`);
+  Object.assign(bill, { rows: billed.body.data.bill.rows, differences: billed.body.data.bill.differences, padding: pad });
+  console.log(JSON.stringify({ c: C, pays, withdrawals, refunds, refund_answered: refundAnswered, answered, orders: n.orders, stored_withdrawals: n.withdrawals, drift, audit_ok: audit.ok, bill }));
 } finally {
   await stack.stop();
 }

@@ -98,6 +98,13 @@ test('APIv3: the bill is fetched, checked and matched; each discrepancy is liste
     assert.deepEqual(s.differences(off), found, kind);
     assert.equal(off.bill.differences, 1, kind);
   }
+  // Paged: a page of one, then nothing after it.
+  const page = (await admin('GET', `/admin/reconciliation?date=${today}&limit=1`)).body.data;
+  assert.equal(page.differences.length, 1);
+  assert.ok(page.next_cursor);
+  const rest = (await admin('GET', `/admin/reconciliation?date=${today}&limit=1&cursor=${page.next_cursor}`)).body.data;
+  assert.deepEqual([rest.differences, rest.next_cursor], [[], null]);
+  assert.equal((await admin('GET', `/admin/reconciliation?date=${today}&cursor=x`)).body.code, 1);
   const ledger = await admin('GET', '/admin/ledger');
   assert.equal(ledger.body.data.reconciliation.differences, 1);
   assert.deepEqual(ledger.body.data.reconciliation.by_difference, { AMOUNT_DIFFERS: 1 });

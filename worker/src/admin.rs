@@ -244,13 +244,22 @@ fn bill_date(req: &Request) -> ApiResult<String> {
     }
 }
 
-/// `GET /admin/reconciliation?date=YYYY-MM-DD`: the day's bill (its status, figures and
-/// SHA-1) and every difference the match stored; 404 when that day's bill was never fetched.
+/// `GET /admin/reconciliation?date=YYYY-MM-DD&limit=&cursor=`: the day's bill (its status,
+/// figures and SHA-1) and the differences the match stored, a page at a time in the order
+/// found; 404 when that day's bill was never fetched.
 pub async fn reconciliation(req: Request, env: &Env) -> ApiResult<Response> {
     auth::admin(&req, env)?;
     let date = bill_date(&req)?;
+    let url = req.url()?;
+    let limit = limit(&url)?;
+    let after = match url.query_pairs().find(|(k, _)| k == "cursor") {
+        None => 0,
+        Some((_, v)) => v
+            .parse::<u64>()
+            .map_err(|_| ApiError::param("cursor must be the next_cursor of the previous page"))?,
+    };
     let db = db::d1(env)?;
-    let report = bills::report(&db, &date).await?;
+    let report = bills::report(&db, &date, after, limit).await?;
     if report["bill"].is_null() {
         return Err(ApiError::not_found(format!(
             "no bill fetched for {date} yet: POST /admin/reconciliation?date={date} fetches it now"

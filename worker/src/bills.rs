@@ -33,6 +33,9 @@ extern "C" {
     fn writable(this: &DecompressionStream) -> web_sys::WritableStream;
 }
 
+/// Differences in the reply of a fetch (the rest: `GET /admin/reconciliation`, paged).
+const FIRST_PAGE: u64 = 20;
+
 fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError::internal(e.to_string())
 }
@@ -62,7 +65,8 @@ pub async fn fetch(db: &D1Database, cfg: &Config, date: &str) -> ApiResult<Value
         Err(r) => (r.batch(date, now), Some(r)),
     };
     db::execute(db, &batch).await?;
-    let report = report(db, date).await?;
+    // The reply holds the first differences; GET /admin/reconciliation pages through all.
+    let report = report(db, date, 0, FIRST_PAGE).await?;
     let differences = report["bill"]["differences"].as_u64().unwrap_or(0);
     if let Some(r) = &refused {
         worker::console_error!(
@@ -212,13 +216,20 @@ async fn inflate(file: Vec<u8>, feed: &mut impl FnMut(&[u8])) -> ApiResult<Resul
     }
 }
 
-/// The bill of `date` and its differences (`GET /admin/reconciliation?date=`).
-pub async fn report(db: &D1Database, date: &str) -> ApiResult<Value> {
-    let j = db::json(db, &store::reconciliation_report(date)).await?;
+/// The bill of `date` and a page of its differences (`GET /admin/reconciliation?date=`):
+/// `limit` of them after the cursor, and `next_cursor` when there may be more.
+pub async fn report(db: &D1Database, date: &str, after_id: u64, limit: u64) -> ApiResult<Value> {
+    let j = db::json(db, &store::reconciliation_report(date, after_id, limit)).await?;
     let v: Value = serde_json::from_str(j.as_deref().unwrap_or("{}")).map_err(internal)?;
+    let differences = v.get("differences").cloned().unwrap_or_else(|| json!([]));
+    let full = differences
+        .as_array()
+        .is_some_and(|d| d.len() as u64 == limit);
+    let next = v.get("last").and_then(Value::as_u64).filter(|_| full);
     Ok(json!({
         "bill_date": date,
         "bill": v.get("bill").cloned().unwrap_or(Value::Null),
-        "differences": v.get("differences").cloned().unwrap_or_else(|| json!([])),
+        "differences": differences,
+        "next_cursor": next.map(|n| n.to_string()),
     }))
 }

@@ -1213,8 +1213,10 @@ pub fn reconciliation_summary() -> Statement {
     )
 }
 
-/// The bill of `bill_date` and its differences, as one JSON object in column `j`.
-pub fn reconciliation_report(bill_date: &str) -> Statement {
+/// The bill of `bill_date` and a page of its differences (in the order found, `id` after
+/// `after_id`, at most `limit`), as one JSON object in column `j`; `last` is the page's last
+/// `id` (the next page's cursor).
+pub fn reconciliation_report(bill_date: &str, after_id: u64, limit: u64) -> Statement {
     Statement::new(
         "SELECT json_object(
            'bill', (SELECT json_object('bill_date', bill_date, 'status', status, 'sha1', sha1, 'rows', row_count,
@@ -1223,8 +1225,9 @@ pub fn reconciliation_report(bill_date: &str) -> Statement {
            'differences', (SELECT COALESCE(json_group_array(json_object('kind', kind, 'reference', reference,
                       'difference', difference, 'ours_fen', ours_fen, 'bill_fen', bill_fen,
                       'ours_status', ours_status, 'bill_status', bill_status)), '[]')
-                      FROM (SELECT * FROM reconciliation WHERE bill_date = ?1 ORDER BY id))) AS j",
-        vec![bill_date.into()],
+                      FROM (SELECT * FROM reconciliation WHERE bill_date = ?1 AND id > ?2 ORDER BY id LIMIT ?3)),
+           'last', (SELECT MAX(id) FROM (SELECT id FROM reconciliation WHERE bill_date = ?1 AND id > ?2 ORDER BY id LIMIT ?3))) AS j",
+        vec![bill_date.into(), SqlArg::Int(after_id), SqlArg::Int(limit)],
     )
 }
 

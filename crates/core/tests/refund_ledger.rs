@@ -571,7 +571,7 @@ fn the_daily_bill_finds_every_difference() {
     // A later failed fetch of a matched day leaves the match.
     assert!(db.run(&bill::Recorded::unreachable("tradebill").batch("2026-12-01", day)));
     let report: serde_json::Value = serde_json::from_str(
-        &db.json(&store::reconciliation_report("2026-12-01"))
+        &db.json(&store::reconciliation_report("2026-12-01", 0, 100))
             .unwrap(),
     )
     .unwrap();
